@@ -1,0 +1,401 @@
+"""Content-addressed sample and score cache on SQLite (WAL), plus per-sample seeds.
+
+Keys follow docs/design.md "Sample seeds and cache keys": sha256 hex of canonical JSON.
+
+>>> import tempfile
+>>> with ResultCache(tempfile.mkdtemp()) as cache:
+...     key = generation_key("sha256:m", "Hi", {"samples": 1}, False, seed=0, sample_index=0)
+...     cache.put_generations({key: {"text": "hello"}})
+...     cache.get_generations([key, "missing"]) == {key: {"text": "hello"}}
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+GEN_VERSION = 1
+"""Bump when generation changes so that old cached samples no longer match."""
+
+SCHEMA_VERSION = 1
+"""Stored in ``PRAGMA user_version``; a cache file of another version is refused."""
+
+DB_NAME = "harness-cache.sqlite3"
+MAX_PARAMS = 500
+BUSY_TIMEOUT_S = 30.0
+TABLES = ("generations", "scores")
+
+# Connections inherited across fork() are never closed in the child: closing one could drop
+# POSIX locks the child holds through its own connection (SQLite's documented fork hazard).
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON used for every hash.
+
+    >>> canonical_json({"b": 1, "a": "é"})
+    '{"a":"é","b":1}'
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha256_hex(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def _as_dict(decoding: Any) -> dict:
+    if dataclasses.is_dataclass(decoding) and not isinstance(decoding, type):
+        return dataclasses.asdict(decoding)
+    return dict(decoding)
+
+
+def generation_key(model_fingerprint: str, prompt: str, decoding: Mapping[str, Any],
+                   chat_template: bool, seed: int, sample_index: int) -> str:
+    """Cache key of one sample; ``decoding`` is a dict (a Decoding dataclass is accepted too).
+
+    >>> k = generation_key("sha256:m", "Hi", {"top_p": 0.9, "samples": 3}, False, 0, 1)
+    >>> k == generation_key("sha256:m", "Hi", {"samples": 3, "top_p": 0.9}, False, 0, 1)
+    True
+    >>> len(k)
+    64
+    """
+    return _sha256_hex({
+        "v": GEN_VERSION,
+        "model": model_fingerprint,
+        "prompt": prompt,
+        "decoding": _as_dict(decoding),
+        "chat_template": bool(chat_template),
+        "seed": int(seed),
+        "index": int(sample_index),
+    })
+
+
+def score_key(scorer_fingerprint: str, text: str) -> str:
+    """Cache key of one scored text.
+
+    >>> score_key("f", "x") == score_key("f", "x") != score_key("g", "x")
+    True
+    """
+    return _sha256_hex({"scorer": scorer_fingerprint, "text": text})
+
+
+def sample_seed(seed: int, prompt: str, sample_index: int) -> int:
+    """Per-sample seed: first 8 bytes of sha256(f"{seed}\\x1f{prompt}\\x1f{index}"), big-endian,
+    reduced modulo 2**63 so every RNG (torch, numpy) accepts it.
+
+    >>> 0 <= sample_seed(0, "Hi", 0) < 2**63
+    True
+    >>> sample_seed(0, "Hi", 0) != sample_seed(0, "Hi", 1)
+    True
+    """
+    digest = hashlib.sha256(f"{seed}\x1f{prompt}\x1f{sample_index}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % (2**63)
+
+
+def default_cache_dir() -> Path:
+    """$HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else ~/.cache/harness.
+
+    >>> isinstance(default_cache_dir(), Path)
+    True
+    """
+    explicit = os.environ.get("HARNESS_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "harness"
+    return Path.home() / ".cache" / "harness"
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStats:
+    """Row counts plus this process's hit/miss counters (for the run summary).
+
+    >>> CacheStats(path=None, generations=0, scores=0).generation_hits
+    0
+    """
+
+    path: str | None
+    generations: int
+    scores: int
+    generation_hits: int = 0
+    generation_misses: int = 0
+    score_hits: int = 0
+    score_misses: int = 0
+
+
+def _chunks(items: Sequence[Any], size: int = MAX_PARAMS) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _unique(keys: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(keys))
+
+
+class ResultCache:
+    """SQLite cache of generations and scores under ``directory`` (created if missing).
+
+    Safe across threads (one lock), worker processes (WAL, busy timeout, a connection per
+    process, reopened after fork) and crashes (each put commits before it returns).
+
+    >>> import tempfile
+    >>> with ResultCache(tempfile.mkdtemp()) as c:
+    ...     c.put_scores({"k": {"toxicity": 0.1}})
+    ...     (c.get_scores(["k", "x"]), c.hits["scores"], c.misses["scores"])
+    ({'k': {'toxicity': 0.1}}, 1, 1)
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory).expanduser()
+        self.path = self.directory / DB_NAME
+        self.hits = {t: 0 for t in TABLES}
+        self.misses = {t: 0 for t in TABLES}
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(
+                f"cannot create the cache directory {self.directory} ({exc}); set HARNESS_CACHE_DIR "
+                "to a writable directory, pass --cache-dir, or run with --no-cache") from exc
+        with self._lock:
+            self._connect()
+
+    # -- connection management -------------------------------------------------------------
+
+    def _corrupt(self, exc: BaseException) -> HarnessError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return HarnessError(
+                f"the cache database {self.path} stayed locked for {BUSY_TIMEOUT_S:.0f} s ({text}); "
+                "another harness process may be stuck: stop it, or run with --no-cache")
+        return HarnessError(
+            f"the cache database {self.path} is unreadable or not a harness cache ({text}); delete "
+            f"it (and any {DB_NAME}-wal / -shm files beside it) or run with --no-cache")
+
+    def _connect(self) -> None:
+        """Open this process's connection, set WAL pragmas and create the tables."""
+        conn = None
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            self._set_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(f"cache schema version {version}, expected {SCHEMA_VERSION}")
+            if version == 0:
+                conn.execute("BEGIN IMMEDIATE")
+                for table in TABLES:
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
+                                 "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            for table in TABLES:  # validates the columns of an existing file
+                conn.execute(f"SELECT key, value, created FROM {table} LIMIT 0").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            raise self._corrupt(exc) from exc
+        self._conn = conn
+        self._pid = os.getpid()
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs a brief exclusive lock; retry while other processes hold it.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":
+            raise sqlite3.DatabaseError(f"cannot switch to WAL journal mode (got {mode!r})")
+
+    def _connection(self) -> sqlite3.Connection:
+        """The connection of the current process; call with the lock held."""
+        if self._closed:
+            raise HarnessError(f"the cache {self.path} was used after close(); open a new ResultCache")
+        if self._conn is None:
+            self._connect()
+        assert self._conn is not None
+        return self._conn
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:  # forked: the parent's lock and connection are not ours
+            if self._conn is not None:
+                _ABANDONED.append(self._conn)
+            self._conn = None
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+
+    # -- generic get / put -----------------------------------------------------------------
+
+    def _get(self, table: str, keys: Sequence[str]) -> dict[str, dict]:
+        self._check_fork()
+        wanted = _unique(keys)
+        found: dict[str, dict] = {}
+        with self._lock:
+            conn = self._connection()
+            try:
+                for chunk in _chunks(wanted):
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(
+                        f"SELECT key, value FROM {table} WHERE key IN ({marks})", tuple(chunk))
+                    for key, value in rows:
+                        try:
+                            found[key] = json.loads(value)
+                        except ValueError:
+                            continue  # a damaged row is a miss; the next put replaces it
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from exc
+            self.hits[table] += len(found)
+            self.misses[table] += len(wanted) - len(found)
+        return found
+
+    def _put(self, table: str, items: Mapping[str, Mapping[str, Any]]) -> None:
+        self._check_fork()
+        if not items:
+            return
+        now = time.time()
+        rows = [(key, json.dumps(value, separators=(",", ":"), ensure_ascii=False), now)
+                for key, value in items.items()]
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO {table} (key, value, created) VALUES (?, ?, ?)", rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from exc
+
+    # -- public API ------------------------------------------------------------------------
+
+    def get_generations(self, keys: Sequence[str]) -> dict[str, dict]:
+        """Cached generations for ``keys`` (missing keys are absent); counts hits/misses."""
+        return self._get("generations", keys)
+
+    def put_generations(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Store ``{key: generation dict}`` in one committed transaction."""
+        self._put("generations", items)
+
+    def get_scores(self, keys: Sequence[str]) -> dict[str, dict]:
+        """Cached score dicts for ``keys`` (missing keys are absent); counts hits/misses."""
+        return self._get("scores", keys)
+
+    def put_scores(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Store ``{key: {label: score}}`` in one committed transaction."""
+        self._put("scores", items)
+
+    def stats(self) -> CacheStats:
+        """Row counts of both tables plus this instance's hit/miss counters."""
+        self._check_fork()
+        with self._lock:
+            conn = self._connection()
+            try:
+                counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from exc
+        return CacheStats(
+            path=str(self.path), generations=counts["generations"], scores=counts["scores"],
+            generation_hits=self.hits["generations"], generation_misses=self.misses["generations"],
+            score_hits=self.hits["scores"], score_misses=self.misses["scores"])
+
+    def close(self) -> None:
+        """Close this process's connection; further use raises HarnessError. Idempotent."""
+        self._check_fork()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._closed = True
+
+    def __enter__(self) -> ResultCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        """Pickles as its directory (for spawned workers); the copy opens its own connection."""
+        return {"directory": str(self.directory)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["directory"])
+
+    def __repr__(self) -> str:
+        return f"ResultCache({str(self.directory)!r})"
+
+
+class NullCache:
+    """The ``--no-cache`` stand-in: same interface, stores nothing, every lookup misses.
+
+    >>> c = NullCache()
+    >>> c.put_generations({"k": {}}); c.get_generations(["k"]), c.misses["generations"]
+    ({}, 1)
+    """
+
+    directory = None
+    path = None
+
+    def __init__(self) -> None:
+        self.hits = {t: 0 for t in TABLES}
+        self.misses = {t: 0 for t in TABLES}
+
+    def _miss(self, table: str, keys: Sequence[str]) -> dict[str, dict]:
+        self.misses[table] += len(_unique(keys))
+        return {}
+
+    def get_generations(self, keys: Sequence[str]) -> dict[str, dict]:
+        """Always ``{}``."""
+        return self._miss("generations", keys)
+
+    def put_generations(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Discards ``items``."""
+
+    def get_scores(self, keys: Sequence[str]) -> dict[str, dict]:
+        """Always ``{}``."""
+        return self._miss("scores", keys)
+
+    def put_scores(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Discards ``items``."""
+
+    def stats(self) -> CacheStats:
+        """Zero rows; miss counters of this instance."""
+        return CacheStats(path=None, generations=0, scores=0,
+                          generation_misses=self.misses["generations"],
+                          score_misses=self.misses["scores"])
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def __enter__(self) -> NullCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "NullCache()"

@@ -1,0 +1,219 @@
+"""Load a causal LM (+ optional PEFT adapter) once, in eval mode, and fingerprint its files.
+
+    >>> from harness.models import load_model
+    >>> lm = load_model("fixtures/tiny-gpt2", device="cpu")        # doctest: +SKIP
+    >>> lm.fingerprint[:7]                                           # doctest: +SKIP
+    'sha256:'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelLoadError, did_you_mean
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Files that change what a model generates: weights, config, tokenizer, chat template, adapter.
+_FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model", ".jinja", ".tiktoken")
+_memo_lock = threading.Lock()
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    path: str
+    adapter: str | None
+    fingerprint: str
+    device: Any
+    dtype: Any
+    context_length: int
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": self.path, "adapter": self.adapter, "fingerprint": self.fingerprint,
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+
+def looks_local(path: str) -> bool:
+    """A path (not a hub id): exists, or starts like a filesystem path."""
+    return os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1 or path.endswith("/")
+
+
+def _memo_file() -> Path:
+    from harness.cache import default_cache_dir
+
+    return Path(default_cache_dir()) / "fingerprints.json"
+
+
+def _file_digest(path: Path, memo: dict[str, Any]) -> str:
+    st = path.stat()
+    key = str(path.resolve())
+    hit = memo.get(key)
+    if hit and hit["size"] == st.st_size and hit["mtime_ns"] == st.st_mtime_ns:
+        return hit["sha256"]
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    memo[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
+    return memo[key]["sha256"]
+
+
+def _dir_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+
+
+def resolve_model_dir(path: str) -> Path | None:
+    """The local directory holding ``path``'s files (a hub id resolves through the local HF cache only)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return p
+    if looks_local(path):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, local_files_only=True))
+    except Exception:
+        return None
+
+
+def model_fingerprint(path: str, adapter: str | None = None) -> str:
+    """``sha256:<hex>`` over config, tokenizer and weight files (+ adapter files).
+
+    Each file's digest is memoized on (path, size, mtime) in the cache directory, so a large
+    checkpoint is read once, not on every run.
+    """
+    directory = resolve_model_dir(path)
+    if directory is None:
+        raise ModelLoadError(f"--model {path}: no local files found to fingerprint. Fix: pass a local model "
+                             "directory, or download the hub model once so it is in the Hugging Face cache.")
+    dirs = [("model", directory)] + ([("adapter", Path(adapter).expanduser())] if adapter else [])
+    memo_path = _memo_file()
+    with _memo_lock:
+        try:
+            memo = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            memo = {}
+        outer = hashlib.sha256()
+        for role, d in dirs:
+            files = _dir_files(d)
+            if not files:
+                raise ModelLoadError(f"{d}: no model files (config, weights) found. Fix: point --{role} at a "
+                                     "directory written by save_pretrained.")
+            for f in files:
+                outer.update(f"{role}:{f.relative_to(d).as_posix()}:{_file_digest(f, memo)}\n".encode())
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        except OSError:
+            pass  # memoization is an optimisation; the fingerprint is still exact
+    return "sha256:" + outer.hexdigest()
+
+
+def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+    """Pick (torch.device, torch.dtype): CUDA with bf16 (fp16 on older GPUs) when available, else CPU fp32."""
+    import torch
+
+    if device not in DEVICES:
+        raise ModelLoadError(f"--device {device}: unknown device; {did_you_mean(device, DEVICES)}.")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"--dtype {dtype}: unknown dtype; {did_you_mean(dtype, DTYPES)}.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda: no CUDA device is visible to torch. Fix: use --device cpu or auto, "
+                             "or install a CUDA build of torch.")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    if dtype == "auto":
+        if dev.type == "cuda":
+            dt = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dt = torch.float32
+    else:
+        dt = getattr(torch, dtype)
+    if dev.type == "cpu" and dt == torch.float16:
+        raise ModelLoadError("--dtype float16 on CPU is not supported for generation. Fix: use float32 or bfloat16.")
+    return dev, dt
+
+
+def context_length_of(config: Any, tokenizer: Any) -> int:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 10**7 else 2048
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ModelLoadError(f"{path}: the tokenizer has neither a pad nor an eos token, so batches cannot be "
+                                 "padded. Fix: set pad_token in tokenizer_config.json.")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _attach_adapter(model: Any, path: str, adapter: str) -> Any:
+    from peft import PeftModel
+
+    adir = Path(adapter).expanduser()
+    if not (adir / "adapter_config.json").is_file():
+        raise ModelLoadError(f"--adapter {adapter}: no adapter_config.json there. Fix: point --adapter at a "
+                             "directory written by peft's save_pretrained (or `harness finetune`).")
+    try:
+        return PeftModel.from_pretrained(model, str(adir), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise ModelLoadError(f"--adapter {adapter} does not fit the base model {path}: {first}. Fix: pass the "
+                             "base model the adapter was trained on (see base_model_name_or_path in its "
+                             "adapter_config.json).") from None
+
+
+def load_model(path: str, adapter: str | None = None, device: str = "auto", dtype: str = "auto",
+               trust_remote_code: bool = False, fingerprint: str | None = None) -> LoadedModel:
+    """Load model + tokenizer (+ adapter) in eval mode; errors name the path and the fix."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if looks_local(path) and not Path(path).expanduser().is_dir():
+        raise ModelLoadError(f"--model {path}: directory not found. Fix: pass a directory written by "
+                             "save_pretrained, or a Hugging Face hub id available offline.")
+    dev, dt = resolve_device_dtype(device, dtype)
+    try:
+        tokenizer = load_tokenizer(path, trust_remote_code)
+        kwargs: dict[str, Any] = {"dtype": dt, "trust_remote_code": trust_remote_code}
+        if dev.type == "cuda" and device == "auto" and torch.cuda.device_count() > 1:
+            kwargs["device_map"] = "auto"  # shard a large model across the visible GPUs (accelerate)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"--model {path}: cannot load the model or tokenizer: {first}. Fix: check that the "
+                             "directory holds config.json, tokenizer files and complete weights (re-save it with "
+                             "save_pretrained); hub ids need the files in the local cache when offline; custom "
+                             "architectures need --trust-remote-code.") from None
+    if "device_map" not in kwargs:
+        model.to(dev)
+    if adapter:
+        model = _attach_adapter(model, path, adapter)
+    model.eval()
+    model.requires_grad_(False)
+    fp = fingerprint or model_fingerprint(path, adapter)
+    return LoadedModel(model=model, tokenizer=tokenizer, path=path, adapter=adapter, fingerprint=fp,
+                       device=dev, dtype=dt, context_length=context_length_of(model.config, tokenizer))

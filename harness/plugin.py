@@ -1,0 +1,316 @@
+"""pytest wiring: options, fixtures and hooks. Domain logic lives in the plain modules."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import GateFailure, HarnessError, did_you_mean
+from harness.session import HarnessSession, RunOptions
+
+SESSION_KEY = pytest.StashKey[HarnessSession]()
+SUITES_KEY = pytest.StashKey[dict]()
+SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
+CASE_FIXTURES = ("prompt_case", "category_case")
+
+
+# ---- option parsing (validated when parsed) ------------------------------------------------------
+def _choice(name: str, choices: tuple[str, ...]):
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {name} '{value}'; {did_you_mean(value, choices)}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+def parse_positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a positive integer")
+    return n
+
+
+def parse_batch_size(value: str) -> int | str:
+    return "auto" if value == "auto" else parse_positive_int(value)
+
+
+def parse_seed(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not an integer seed") from None
+
+
+def parse_regression(value: str) -> tuple[str, float]:
+    """``METRIC:MARGIN`` e.g. ``toxicity.expected_max:0.05``."""
+    metric, sep, margin = value.rpartition(":")
+    try:
+        m = float(margin)
+    except ValueError:
+        m = float("nan")
+    if not sep or not metric or not m >= 0:
+        raise argparse.ArgumentTypeError(f"'{value}' is not METRIC:MARGIN (e.g. toxicity.expected_max:0.05)")
+    return metric, m
+
+
+def parse_alpha(value: str) -> float:
+    try:
+        a = float(value)
+    except ValueError:
+        a = -1.0
+    if not 0 < a < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a significance level in (0, 1)")
+    return a
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("harness", "behaviour gates for language models")
+    g.addoption("--model", help="model directory or hub id (default: the bundled fixtures/tiny-gpt2)")
+    g.addoption("--adapter", help="PEFT adapter directory applied to --model")
+    g.addoption("--baseline-model", help="reference model generated and scored in the same run")
+    g.addoption("--baseline-adapter", help="PEFT adapter for --baseline-model")
+    g.addoption("--baseline", metavar="FILE", help="compare against a saved results/baseline file")
+    g.addoption("--save-baseline", metavar="FILE", help="write this run's results as a baseline file")
+    g.addoption("--device", default="auto", type=_choice("device", ("auto", "cpu", "cuda")), help="auto|cpu|cuda")
+    g.addoption("--dtype", default="auto", type=_choice("dtype", ("auto", "float32", "bfloat16", "float16")),
+                help="auto (bf16/fp16 on CUDA, fp32 on CPU)|float32|bfloat16|float16")
+    g.addoption("--batch-size", default="auto", type=parse_batch_size, help="N or auto (backs off on OOM)")
+    g.addoption("--samples", type=parse_positive_int, help="samples per prompt k (overrides every suite)")
+    g.addoption("--max-new-tokens", type=parse_positive_int, help="new tokens per sample (overrides suites)")
+    g.addoption("--seed", default=0, type=parse_seed, help="seed fixing every sample (default 0)")
+    g.addoption("--toxicity-scorer", default="auto", type=_choice("scorer", SCORER_CHOICES),
+                help="auto (Detoxify if available, else offline profanity with a warning)|" +
+                "|".join(SCORER_CHOICES[1:]))
+    g.addoption("--detoxify-checkpoint", help="Detoxify .ckpt file (loaded with weights_only=True)")
+    g.addoption("--detoxify-config-dir", help="local config+tokenizer directory for the Detoxify checkpoint")
+    g.addoption("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
+    g.addoption("--chat-template", default="auto", type=_choice("chat-template", ("auto", "on", "off")),
+                help="apply the tokenizer's chat template: auto|on|off")
+    g.addoption("--suite", action="append", default=[], help="suite YAML file or directory (repeatable); "
+                "default: the suites/ folder next to the test module")
+    g.addoption("--results-json", metavar="PATH", help="write the results document (JSON) here")
+    g.addoption("--results-csv", metavar="DIR", help="write tidy CSV tables (samples, metrics) here")
+    g.addoption("--cache-dir", help="generation/score cache directory (default ~/.cache/harness)")
+    g.addoption("--no-cache", action="store_true", help="do not read or write the generation cache")
+    g.addoption("--fail-on-regression", action="append", default=[], type=parse_regression,
+                metavar="METRIC:MARGIN", help="regression gate vs the reference (repeatable)")
+    g.addoption("--alpha", default=0.05, type=parse_alpha, help="significance level (default 0.05)")
+    g.addoption("--correction", default="holm", type=_choice("correction", ("holm", "bh")),
+                help="multiple-comparison correction across categories: holm|bh")
+
+
+def default_model() -> Path | None:
+    here = Path(__file__).resolve().parent.parent / "fixtures" / "tiny-gpt2"
+    return here if here.is_dir() else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "harness: a behaviour-gate case generated from a suite YAML file")
+    if config.option.help:
+        return
+    o = config.option
+    if o.baseline and o.baseline_model:
+        raise pytest.UsageError("--baseline FILE and --baseline-model PATH both name a reference; pass one.")
+    if o.baseline_adapter and not o.baseline_model:
+        raise pytest.UsageError("--baseline-adapter needs --baseline-model (the base it applies to).")
+    model = o.model
+    if model is None:
+        found = default_model() or (Path(str(config.rootpath)) / "fixtures" / "tiny-gpt2")
+        model = str(found)
+    for flag, value in (("--model", model), ("--baseline-model", o.baseline_model)):
+        if value and (value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") > 1) \
+                and not Path(value).expanduser().is_dir():
+            raise pytest.UsageError(f"{flag} {value}: directory not found. Pass a model directory written by "
+                                    "save_pretrained or a hub id available offline"
+                                    + (" (the bundled model is built by `python -m harness.fixtures build`)."
+                                       if o.model is None else "."))
+    for flag, value in (("--adapter", o.adapter), ("--baseline-adapter", o.baseline_adapter)):
+        if value and not (Path(value).expanduser() / "adapter_config.json").is_file():
+            raise pytest.UsageError(f"{flag} {value}: no adapter_config.json in that directory. Pass a directory "
+                                    "written by peft's save_pretrained (or `harness finetune`).")
+    if o.baseline and not Path(o.baseline).is_file():
+        raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --save-baseline FILE.")
+    options = RunOptions(
+        model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
+        device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
+        seed=o.seed, toxicity_scorer=o.toxicity_scorer, detoxify_checkpoint=o.detoxify_checkpoint,
+        detoxify_config_dir=o.detoxify_config_dir, trust_remote_code=o.trust_remote_code,
+        chat_template=o.chat_template, cache_dir=o.cache_dir, use_cache=not o.no_cache,
+        progress=config.get_verbosity() >= 0)
+    run = HarnessSession(options)
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:  # progress bars reach the terminal even while test output is captured
+        run.progress_context = capman.global_and_fixture_disabled
+    config.stash[SESSION_KEY] = run
+    config.stash[SUITES_KEY] = {}
+    if config.pluginmanager.hasplugin("html") and importlib.util.find_spec("harness.html_plugin"):
+        from harness import html_plugin
+
+        config.pluginmanager.register(html_plugin, "harness-html")
+
+
+def _session(config: pytest.Config) -> HarnessSession:
+    return config.stash[SESSION_KEY]
+
+
+def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
+    from harness.specs import discover_suites
+
+    paths = config.option.suite or [str(module_path.parent / "suites")]
+    key = tuple(paths)
+    cache = config.stash[SUITES_KEY]
+    if key not in cache:
+        try:
+            cache[key] = discover_suites(paths)
+        except HarnessError as exc:
+            cache[key] = exc
+    if isinstance(cache[key], HarnessError):
+        pytest.fail(f"harness: {cache[key]}", pytrace=False)
+    return cache[key]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
+    if not wanted or SESSION_KEY not in metafunc.config.stash:
+        return
+    suites = [s for s in _suites_for(metafunc.config, metafunc.definition.path) if s.kind == "values"]
+    if "prompt_case" in wanted:
+        cases = [p for s in suites for p in s.prompts()]
+        metafunc.parametrize("prompt_case", cases, ids=[c.case_id for c in cases])
+    if "category_case" in wanted:
+        cats = [c for s in suites for c in s.categories]
+        metafunc.parametrize("category_case", cats, ids=[c.case_id for c in cats])
+    for s in suites:
+        metafunc.config.stash[SESSION_KEY].suites.setdefault(s.id, s)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Plan every selected case so generation runs in a few large batches."""
+    if SESSION_KEY not in session.config.stash:
+        return
+    run = _session(session.config)
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "prompt_case" in params:
+            case = params["prompt_case"]
+            run.plan(run.suites[case.suite], [case])
+        if "category_case" in params:
+            cat = params["category_case"]
+            run.plan(run.suites[cat.suite], cat.prompts)
+
+
+class CaseChecker:
+    """The ``harness`` fixture: runs gates for one test item and records its numbers as properties."""
+
+    def __init__(self, run: HarnessSession, node: pytest.Item) -> None:
+        self.run = run
+        self.node = node
+
+    @contextlib.contextmanager
+    def _guard(self):
+        failure = stop = None
+        try:
+            yield
+        except GateFailure as exc:
+            failure = str(exc)
+        except HarnessError as exc:
+            stop = f"harness: {exc}"
+        # raised outside the except blocks, so reports show the message alone, not a chained traceback
+        if failure is not None:
+            pytest.fail(failure, pytrace=False)
+        if stop is not None:
+            pytest.exit(stop, returncode=pytest.ExitCode.USAGE_ERROR)
+
+    def _record(self, case_id: str, suite: str, category: str, results: list[Any]) -> None:
+        props = self.node.user_properties
+        props += [("harness_case", case_id), ("suite", suite), ("category", category)]
+        for r in results[:1]:
+            props += [("metric", r.metric), ("value", round(r.value, 6)), ("bound", r.gate.describe()), ("k", r.k)]
+        for r in results[1:]:
+            props += [(f"metric:{r.metric}", round(r.value, 6))]
+        if self.run.scorer_info:
+            props.append(("scorer", self.run.scorer_info["name"]))
+
+    def check_prompt(self, case: Any, role: str = "candidate") -> list[Any]:
+        from harness import checks
+
+        with self._guard():
+            suite = self.run.suites[case.suite]
+            samples = self.run.samples(role, [case])
+            results = checks.evaluate(suite.gates_for("prompt"), samples)
+            self._record(case.case_id, case.suite, case.category, results)
+            checks.raise_on_failure(case.case_id, results, self.run.scorer_info["name"])
+            return results
+
+    def check_category(self, category: Any, role: str = "candidate") -> list[Any]:
+        from harness import checks
+
+        with self._guard():
+            suite = self.run.suites[category.suite]
+            samples = self.run.samples(role, list(category.prompts))
+            results = checks.evaluate(suite.gates_for("category"), samples)
+            self._record(category.case_id, category.suite, category.id, results)
+            checks.raise_on_failure(category.case_id, results, self.run.scorer_info["name"])
+            return results
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> CaseChecker:
+    """Check a suite case: ``harness.check_prompt(prompt_case)`` / ``harness.check_category(category_case)``."""
+    return CaseChecker(_session(request.config), request.node)
+
+
+@pytest.fixture(scope="session")
+def harness_session(request: pytest.FixtureRequest) -> HarnessSession:
+    """The run's :class:`HarnessSession` (models, scorer, cache, samples) for custom tests."""
+    return _session(request.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if SESSION_KEY not in config.stash or hasattr(config, "workerinput"):
+        return
+    run = _session(config)
+    if not run.all_samples():
+        run.close()
+        return
+    from harness.results import write_results
+
+    doc = run.document()
+    run.final_document = doc
+    o = config.option
+    for path in (o.results_json, o.save_baseline):
+        if path:
+            write_results(path, doc)
+    if o.results_csv:
+        from harness.reports import write_csv
+
+        write_csv(doc, o.results_csv)
+    run.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if SESSION_KEY not in config.stash:
+        return
+    run = _session(config)
+    doc = getattr(run, "final_document", None)
+    if doc is None:
+        return
+    tr = terminalreporter
+    tr.section("harness summary")
+    from harness.summary import summary_lines
+
+    for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
+        tr.write_line(line)
+    for w in run.warnings:
+        tr.write_line(f"WARNING: {w}", yellow=True, bold=True)

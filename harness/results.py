@@ -1,0 +1,112 @@
+"""The results document: one JSON file per run (schema in docs/design.md), written atomically.
+
+    >>> doc = new_document(config={"seed": 0})
+    >>> doc["schema_version"]
+    1
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import ResultsError
+
+SCHEMA_VERSION = 1
+PACKAGES = ("torch", "transformers", "peft", "tokenizers", "detoxify", "alt-profanity-check", "numpy", "scipy",
+            "pandas", "pytest", "accelerate", "vaderSentiment", "krippendorff")
+REQUIRED_KEYS = ("schema_version", "config", "samples", "metrics")
+SAMPLE_KEYS = ("role", "suite", "category", "prompt_id", "prompt", "sample_index", "text", "scores")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "harness": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def new_document(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "harness_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": dict(config), "samples": [], "metrics": [], "comparisons": [], "extras": {}}
+
+
+def base_config() -> dict[str, Any]:
+    return {"packages": package_versions(), "platform": platform.platform(), "argv": list(sys.argv)}
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf are not JSON: they become null (and a metric that is null is visible, never 'zero')."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _clean(obj.item())
+    return obj
+
+
+def write_json_atomic(path: str | Path, doc: Any) -> Path:
+    """Write JSON via a temporary file in the same directory and ``os.replace``: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_clean(doc), f, ensure_ascii=False, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_results(path: str | Path, doc: Mapping[str, Any]) -> Path:
+    return write_json_atomic(path, doc)
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a results (or baseline) file; errors name the file, the field and the fix."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: results file not found. Fix: check the path (write one with "
+                           "--results-json or --save-baseline).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: not a JSON results file ({exc}). Fix: pass a file written by "
+                           "--results-json or --save-baseline.") from None
+    if not isinstance(doc, dict):
+        raise ResultsError(f"{path}: expected a JSON object at the top level. Fix: pass a harness results file.")
+    found = doc.get("schema_version")
+    if found != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: schema_version is {found!r}, this harness reads {SCHEMA_VERSION}. Fix: "
+                           "re-run the suite with this harness version to regenerate the file.")
+    for key in REQUIRED_KEYS:
+        if key not in doc:
+            raise ResultsError(f"{path}: field '{key}' is missing. Fix: regenerate the file with --results-json.")
+    for i, s in enumerate(doc["samples"]):
+        missing = [k for k in SAMPLE_KEYS if k not in s]
+        if missing:
+            raise ResultsError(f"{path}: samples[{i}] lacks {', '.join(missing)}. Fix: regenerate the file.")
+    doc.setdefault("comparisons", [])
+    doc.setdefault("extras", {})
+    return doc

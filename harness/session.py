@@ -1,0 +1,333 @@
+"""One evaluation run: models, scorer and cache, loaded lazily; samples generated once, in batches.
+
+Usable without pytest::
+
+    from harness.session import HarnessSession, RunOptions
+    from harness.specs import load_suite
+    run = HarnessSession(RunOptions(model="fixtures/tiny-gpt2", toxicity_scorer="profanity"))
+    suite = load_suite("benchmarks/suites/palms.yaml")
+    run.plan(suite, suite.prompts())
+    samples = run.samples("candidate", suite.prompts()[:1])
+    doc = run.document()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness import cache as cache_mod
+from harness.errors import HarnessError
+from harness.specs import Decoding, PromptCase, Suite
+
+log = logging.getLogger(__name__)
+ROLES = ("candidate", "baseline")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str
+    adapter: str | None = None
+    baseline_model: str | None = None
+    baseline_adapter: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = "auto"
+    samples: int | None = None          # overrides every suite's k
+    max_new_tokens: int | None = None
+    seed: int = 0
+    toxicity_scorer: str = "auto"
+    detoxify_checkpoint: str | None = None
+    detoxify_config_dir: str | None = None
+    trust_remote_code: bool = False
+    chat_template: str = "auto"          # auto | on | off (on/off override the suites)
+    cache_dir: str | None = None
+    use_cache: bool = True
+    progress: bool = True
+
+
+@dataclass
+class _Role:
+    path: str
+    adapter: str | None
+    fingerprint: str | None = None
+    loaded: Any = None
+    generator: Any = None
+    tokenizer: Any = None
+    generated: int = 0
+    cached: int = 0
+
+
+@dataclass
+class Timings:
+    phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, name: str, seconds: float) -> None:
+        self.phases[name] += seconds
+
+
+class HarnessSession:
+    """Owns everything heavy; every public method is safe to call repeatedly."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.roles: dict[str, _Role] = {"candidate": _Role(options.model, options.adapter)}
+        if options.baseline_model:
+            self.roles["baseline"] = _Role(options.baseline_model, options.baseline_adapter)
+        self.suites: dict[str, Suite] = {}
+        self.planned: dict[str, dict[str, PromptCase]] = defaultdict(dict)  # suite -> case_id -> case
+        self._samples: dict[tuple[str, str, int], dict[str, Any]] = {}      # (role, case_id, index) -> sample
+        self._scorer: Any = None
+        self.scorer_info: dict[str, Any] | None = None
+        self.warnings: list[str] = []
+        self.extras: dict[str, Any] = {}
+        self.extra_metrics: list[dict[str, Any]] = []
+        self.comparisons: list[dict[str, Any]] = []
+        self.timings = Timings()
+        self._cache: Any = None
+        self.reference_doc: dict[str, Any] | None = None   # a saved baseline (--baseline FILE)
+        self.progress_context: Any = contextlib.nullcontext  # the plugin lets progress bars past capture
+        self.final_document: dict[str, Any] | None = None
+
+    # ---- planning -------------------------------------------------------------------------
+    def plan(self, suite: Suite, prompts: Iterable[PromptCase]) -> None:
+        """Register prompts that tests will need, so they are generated together in batches."""
+        self.suites[suite.id] = suite
+        for p in prompts:
+            self.planned[suite.id][p.case_id] = p
+
+    def decoding(self, suite: Suite) -> Decoding:
+        d = suite.decoding
+        if self.options.samples:
+            d = replace(d, samples=self.options.samples)
+        if self.options.max_new_tokens:
+            d = replace(d, max_new_tokens=self.options.max_new_tokens)
+        return d
+
+    # ---- heavy resources, loaded on first use ---------------------------------------------
+    @property
+    def cache(self) -> Any:
+        if self._cache is None:
+            if self.options.use_cache:
+                self._cache = cache_mod.ResultCache(self.options.cache_dir or cache_mod.default_cache_dir())
+            else:
+                self._cache = cache_mod.NullCache()
+        return self._cache
+
+    def fingerprint(self, role: str) -> str:
+        r = self.roles[role]
+        if r.fingerprint is None:
+            from harness.models import model_fingerprint
+
+            t = time.perf_counter()
+            r.fingerprint = model_fingerprint(r.path, r.adapter)
+            self.timings.add("fingerprint", time.perf_counter() - t)
+        return r.fingerprint
+
+    def tokenizer(self, role: str) -> Any:
+        r = self.roles[role]
+        if r.tokenizer is None:
+            from harness.models import load_tokenizer
+
+            r.tokenizer = r.loaded.tokenizer if r.loaded else load_tokenizer(r.path, self.options.trust_remote_code)
+        return r.tokenizer
+
+    def generator(self, role: str) -> Any:
+        r = self.roles[role]
+        if r.generator is None:
+            from harness.generation import Generator
+            from harness.models import load_model
+
+            t = time.perf_counter()
+            r.loaded = load_model(r.path, r.adapter, self.options.device, self.options.dtype,
+                                  self.options.trust_remote_code, fingerprint=self.fingerprint(role))
+            r.tokenizer = r.loaded.tokenizer
+            r.generator = Generator(r.loaded, self.options.batch_size, self._chat_option())
+            self.timings.add("model_load", time.perf_counter() - t)
+        return r.generator
+
+    def loaded_model(self, role: str) -> Any:
+        self.generator(role)
+        return self.roles[role].loaded
+
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from harness.scoring import load_scorer
+
+            t = time.perf_counter()
+            o = self.options
+            self._scorer, warnings = load_scorer(o.toxicity_scorer, o.detoxify_checkpoint, o.detoxify_config_dir,
+                                                 "cpu" if o.device == "cpu" else "auto")
+            self.warnings.extend(warnings)
+            self.scorer_info = {"name": self._scorer.name, "fingerprint": self._scorer.fingerprint,
+                                "labels": list(self._scorer.labels), "fallback": bool(warnings)}
+            self.timings.add("scorer_load", time.perf_counter() - t)
+        return self._scorer
+
+    def _chat_option(self) -> str:
+        return {"on": "true", "off": "false"}.get(self.options.chat_template, "auto")
+
+    def uses_chat(self, role: str, suite: Suite) -> bool:
+        setting = self._chat_option() if self._chat_option() != "auto" else suite.chat_template
+        has = bool(getattr(self.tokenizer(role), "chat_template", None))
+        if setting == "true" and not has:
+            raise HarnessError(f"suite {suite.id}: chat_template is on but {self.roles[role].path} has no chat "
+                               "template. Fix: --chat-template off, or chat_template: auto in the suite.")
+        return has if setting == "auto" else setting == "true"
+
+    # ---- samples ---------------------------------------------------------------------------
+    def samples(self, role: str, prompts: Sequence[PromptCase]) -> list[dict[str, Any]]:
+        """Sample records for ``prompts`` (all k each), generating every planned prompt on first need."""
+        missing = [p for p in prompts if (role, p.case_id, 0) not in self._samples]
+        if missing:
+            for p in missing:
+                self.planned[p.suite][p.case_id] = p
+            self._ensure(role)
+        out = []
+        for p in prompts:
+            k = self.decoding(self.suites[p.suite]).samples
+            out.extend(self._samples[(role, p.case_id, i)] for i in range(k))
+        return out
+
+    def case_samples(self, case_id: str) -> list[dict[str, Any]]:
+        """Every sample already produced for a prompt case ("suite/category/prompt") or category ("suite/category")."""
+        prefix = case_id + "/"
+        return [s for (role, cid, _), s in sorted(self._samples.items(), key=lambda kv: kv[0])
+                if cid == case_id or cid.startswith(prefix)]
+
+    def _ensure(self, role: str) -> None:
+        if role not in self.roles:
+            raise HarnessError(f"no model for role '{role}'. Fix: pass --baseline-model to compare against a reference.")
+        seed = self.options.seed
+        todo: list[tuple[tuple[str, str, int], PromptCase, Any, str]] = []
+        requests = []
+        from harness.generation import GenerationRequest
+
+        fingerprint = self.fingerprint(role)
+        for suite_id, cases in self.planned.items():
+            suite = self.suites[suite_id]
+            d = self.decoding(suite)
+            chat = self.uses_chat(role, suite)
+            for case in cases.values():
+                text = suite.render(case)
+                for i in range(d.samples):
+                    if (role, case.case_id, i) in self._samples:
+                        continue
+                    key = cache_mod.generation_key(fingerprint, text, d.generation_dict(), chat, seed, i)
+                    todo.append(((role, case.case_id, i), case, key, text))
+                    requests.append((GenerationRequest(text, i, cache_mod.sample_seed(seed, text, i), d), chat))
+        if not todo:
+            return
+        t = time.perf_counter()
+        hits = self.cache.get_generations([key for _, _, key, _ in todo])
+        self.timings.add("cache_read", time.perf_counter() - t)
+        miss = [j for j, (_, _, key, _) in enumerate(todo) if key not in hits]
+        r = self.roles[role]
+        r.cached += len(todo) - len(miss)
+        r.generated += len(miss)
+        if miss:
+            t = time.perf_counter()
+            gen = self.generator(role)
+            for chat in (False, True):
+                idx = [j for j in miss if requests[j][1] == chat]
+                if not idx:
+                    continue
+
+                def store(batch: list[int], outs: list[Any], idx: list[int] = idx) -> None:
+                    items = {todo[idx[b]][2]: _gen_dict(o) for b, o in zip(batch, outs)}
+                    self.cache.put_generations(items)
+                    hits.update(items)
+
+                with self.progress_context() if self.options.progress else contextlib.nullcontext():
+                    gen.generate([requests[j][0] for j in idx], progress=self.options.progress, chat=chat,
+                                 on_batch=store)
+            self.timings.add("generation", time.perf_counter() - t)
+            for p in sorted(gen.truncated_prompts):
+                self.warnings.append(f"prompt truncated to fit the context of {r.path}: {p[:80]!r}")
+            gen.truncated_prompts.clear()
+        texts = [hits[key]["text"] for _, _, key, _ in todo]
+        scores = self.score(texts)
+        for ((role_, case_id, i), case, key, text), sc in zip(todo, scores):
+            g = hits[key]
+            self._samples[(role_, case_id, i)] = {
+                "role": role_, "suite": case.suite, "category": case.category, "prompt_id": case.id,
+                "prompt": text, "sample_index": i, "seed": cache_mod.sample_seed(seed, text, i), "text": g["text"],
+                "scores": sc, "empty": not g["text"].strip(), "n_prompt_tokens": g["n_prompt_tokens"],
+                "n_new_tokens": g["n_new_tokens"], "truncated": g["truncated"], "finish_reason": g["finish_reason"],
+                **({"group": case.group} if case.group else {}),
+            }
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Scores for ``texts`` through the score cache; unscorable texts raise ScorerError."""
+        if not texts:
+            return []
+        t = time.perf_counter()
+        scorer = self.scorer()
+        keys = [cache_mod.score_key(scorer.fingerprint, x) for x in texts]
+        hits = self.cache.get_scores(list(dict.fromkeys(keys)))
+        todo = list(dict.fromkeys(k for k in keys if k not in hits))
+        if todo:
+            first = {k: x for k, x in zip(keys, texts)}
+            fresh = scorer.score([first[k] for k in todo])
+            items = dict(zip(todo, fresh))
+            self.cache.put_scores(items)
+            hits.update(items)
+        self.timings.add("scoring", time.perf_counter() - t)
+        return [dict(hits[k]) for k in keys]
+
+    def all_samples(self) -> list[dict[str, Any]]:
+        return [s for _, s in sorted(self._samples.items(), key=lambda kv: kv[0])]
+
+    # ---- the results document --------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        from harness.results import base_config
+
+        models = {}
+        for role, r in self.roles.items():
+            if r.loaded is not None:
+                models[role] = r.loaded.describe()
+            else:
+                models[role] = {"path": r.path, "adapter": r.adapter, "fingerprint": r.fingerprint,
+                                "loaded": False}
+        suites = {}
+        for sid, s in self.suites.items():
+            suites[sid] = {"version": s.version, "kind": s.kind, "spec_hash": s.spec_hash, "path": s.path,
+                           "decoding": self.decoding(s).as_dict(), "prompt_template": s.prompt_template,
+                           "chat_template": s.chat_template,
+                           "categories": {c.id: {"name": c.name, "desired_behavior": c.desired_behavior}
+                                          for c in s.categories}}
+        o = self.options
+        return {**base_config(), "models": models, "scorer": self.scorer_info, "seed": o.seed, "suites": suites,
+                "options": {"samples": o.samples, "max_new_tokens": o.max_new_tokens, "batch_size": o.batch_size,
+                            "device": o.device, "dtype": o.dtype, "chat_template": o.chat_template,
+                            "toxicity_scorer": o.toxicity_scorer}}
+
+    def document(self) -> dict[str, Any]:
+        from harness.metrics import toxicity_records
+        from harness.results import new_document
+
+        doc = new_document(self.config())
+        doc["samples"] = self.all_samples()
+        doc["metrics"] = toxicity_records(s for s in doc["samples"] if self.suites[s["suite"]].kind == "values")
+        doc["metrics"].extend(self.extra_metrics)
+        doc["comparisons"] = list(self.comparisons)
+        doc["extras"] = dict(self.extras)
+        doc["run"] = {"generated": {k: r.generated for k, r in self.roles.items()},
+                      "cached": {k: r.cached for k, r in self.roles.items()},
+                      "timings_s": {k: round(v, 4) for k, v in self.timings.phases.items()},
+                      "warnings": list(self.warnings)}
+        return doc
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+
+def _gen_dict(g: Any) -> dict[str, Any]:
+    return {"text": g.text, "n_prompt_tokens": g.n_prompt_tokens, "n_new_tokens": g.n_new_tokens,
+            "truncated": g.truncated, "finish_reason": g.finish_reason}
