@@ -66,6 +66,29 @@ def _file_digest(path: Path, memo: dict[str, Any]) -> str:
     return memo[key]["sha256"]
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of one file, memoized on (path, size, mtime) like model fingerprints."""
+    memo_path = _memo_file()
+    with _memo_lock:
+        try:
+            memo = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            memo = {}
+        digest = _file_digest(path, memo)
+        _save_memo(memo_path, memo)
+    return digest
+
+
+def _save_memo(memo_path: Path, memo: dict[str, Any]) -> None:
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass  # memoization is an optimisation; the digest is still exact
+
+
 def _dir_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES
                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
@@ -111,13 +134,7 @@ def model_fingerprint(path: str, adapter: str | None = None) -> str:
                                      "directory written by save_pretrained.")
             for f in files:
                 outer.update(f"{role}:{f.relative_to(d).as_posix()}:{_file_digest(f, memo)}\n".encode())
-        try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
-        except OSError:
-            pass  # memoization is an optimisation; the fingerprint is still exact
+        _save_memo(memo_path, memo)
     return "sha256:" + outer.hexdigest()
 
 

@@ -16,7 +16,7 @@ from harness.session import HarnessSession, RunOptions
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 SUITES_KEY = pytest.StashKey[dict]()
 SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
-CASE_FIXTURES = ("prompt_case", "category_case")
+CASE_FIXTURES = ("prompt_case", "category_case", "regression_case")
 
 
 # ---- option parsing (validated when parsed) ------------------------------------------------------
@@ -126,13 +126,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if model is None:
         found = default_model() or (Path(str(config.rootpath)) / "fixtures" / "tiny-gpt2")
         model = str(found)
-    for flag, value in (("--model", model), ("--baseline-model", o.baseline_model)):
+    for flag, value in (("--model", o.model), ("--baseline-model", o.baseline_model)):
         if value and (value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") > 1) \
                 and not Path(value).expanduser().is_dir():
             raise pytest.UsageError(f"{flag} {value}: directory not found. Pass a model directory written by "
-                                    "save_pretrained or a hub id available offline"
-                                    + (" (the bundled model is built by `python -m harness.fixtures build`)."
-                                       if o.model is None else "."))
+                                    "save_pretrained or a hub id available offline.")
     for flag, value in (("--adapter", o.adapter), ("--baseline-adapter", o.baseline_adapter)):
         if value and not (Path(value).expanduser() / "adapter_config.json").is_file():
             raise pytest.UsageError(f"{flag} {value}: no adapter_config.json in that directory. Pass a directory "
@@ -147,6 +145,13 @@ def pytest_configure(config: pytest.Config) -> None:
         chat_template=o.chat_template, cache_dir=o.cache_dir, use_cache=not o.no_cache,
         progress=config.get_verbosity() >= 0)
     run = HarnessSession(options)
+    if o.baseline:
+        from harness.results import read_results
+
+        try:
+            run.reference_doc = read_results(o.baseline)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"--baseline: {exc}") from None
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:  # progress bars reach the terminal even while test output is captured
         run.progress_context = capman.global_and_fixture_disabled
@@ -189,6 +194,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "category_case" in wanted:
         cats = [c for s in suites for c in s.categories]
         metafunc.parametrize("category_case", cats, ids=[c.case_id for c in cats])
+    if "regression_case" in wanted:
+        run = metafunc.config.stash[SESSION_KEY]
+        overrides = dict(metafunc.config.option.fail_on_regression)
+        reg = [c for s in suites for c in s.regression_cases(overrides)]
+        if not run.has_reference():
+            reason = "no reference model: pass --baseline-model PATH or --baseline FILE to run regression cases"
+            params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-reference")]
+        elif not reg:
+            params = [pytest.param(None, marks=pytest.mark.skip(reason="no regression gates in the suites and no "
+                                   "--fail-on-regression METRIC:MARGIN"), id="no-gates")]
+        else:
+            params = [pytest.param(c, id=c.case_id) for c in reg]
+        metafunc.parametrize("regression_case", params)
     for s in suites:
         metafunc.config.stash[SESSION_KEY].suites.setdefault(s.id, s)
 
@@ -206,6 +224,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if "category_case" in params:
             cat = params["category_case"]
             run.plan(run.suites[cat.suite], cat.prompts)
+        if params.get("regression_case") is not None:
+            suite = run.suites[params["regression_case"].suite]
+            run.plan(suite, suite.prompts())
 
 
 class CaseChecker:
@@ -261,6 +282,51 @@ class CaseChecker:
             self._record(category.case_id, category.suite, category.id, results)
             checks.raise_on_failure(category.case_id, results, self.run.scorer_info["name"])
             return results
+
+
+    def check_regression(self, case: Any) -> dict[str, Any]:
+        """Fail when the candidate is significantly worse than the reference beyond the margin."""
+        import warnings
+
+        from harness.errors import GateFailure
+
+        with self._guard():
+            o = self.node.config.option
+            suite = self.run.suites[case.suite]
+            margins = {c.metric: c.margin for c in suite.regression_cases(dict(o.fail_on_regression))}
+            records = self.run.compare(case.suite, margins, o.alpha, o.correction)
+            match = [r for r in records if r["category"] == case.category and r["metric"] == case.metric]
+            if not match:
+                raise HarnessError(f"{case.case_id}: the reference has no samples for this comparison.")
+            r = match[0]
+            props = self.node.user_properties
+            props += [("harness_case", case.case_id), ("suite", case.suite), ("category", case.category or "all"),
+                      ("metric", case.metric), ("value", r["candidate_value"]),
+                      ("reference_value", r["reference_value"]), ("difference", r["difference"]),
+                      ("ci_low", r["ci_low"]), ("ci_high", r["ci_high"]), ("p_value", r["p_value"]),
+                      ("p_adjusted", r["p_adjusted"]), ("margin", case.margin), ("alpha", r["alpha"]),
+                      ("test", r["test"]), ("n", r["n_candidate"]), ("underpowered", r["underpowered"]),
+                      ("bound", f"worse by > {case.margin:g}")]
+            text = (f"{case.case_id}: candidate {r['candidate_value']:.4g} vs reference {r['reference_value']:.4g}, "
+                    f"difference {r['difference']:+.4g} (95% CI {_fmt(r['ci_low'])} to {_fmt(r['ci_high'])}), "
+                    f"margin {case.margin:g}, p = {_fmt(r['p_value'])} raw / {_fmt(r['p_adjusted'])} adjusted "
+                    f"({o.correction}, alpha {o.alpha:g}, {r['test']}, n = {r['n_candidate']})")
+            if r["regression"]:
+                raise GateFailure("REGRESSION " + text, metric=case.metric, value=r["candidate_value"],
+                                  bound=r["reference_value"])
+            if r["underpowered"]:
+                warnings.warn(HarnessPowerWarning(
+                    f"{text}: too few prompts to detect a regression of the margin (minimum detectable effect "
+                    f"{_fmt(r['mde'])}); this pass is not evidence of no regression."), stacklevel=1)
+            return r
+
+
+class HarnessPowerWarning(UserWarning):
+    """A regression case passed but could not have detected a regression of its margin."""
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 @pytest.fixture

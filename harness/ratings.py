@@ -11,9 +11,10 @@ per model and (suite, category) and per model and suite (category null):
   ``n_samples`` counts samples with at least one rating, ``n_unrated`` those with none.
 - Krippendorff's alpha (ordinal, ``krippendorff`` package, raters × samples, NaN = empty) overall and per
   category; NaN (JSON null) when undefined, e.g. every rating equal or no sample rated twice.
-- each model vs the first: paired Wilcoxon signed-rank on per-sample mean ratings when both models have
-  the same (suite, category, prompt_id, sample_index) set, else Mann–Whitney U; difference of means with
-  a bootstrap CI, rank-biserial effect size, Holm correction across the categories of a suite.
+- each model vs the first (``harness.stats.compare_units``, two-sided): paired Wilcoxon signed-rank on
+  per-sample mean ratings when both models have the same (suite, category, prompt_id, sample_index) set,
+  else Mann–Whitney U; difference of means with a bootstrap CI, rank-biserial (paired) or Cliff's delta
+  effect size, ``underpowered`` flag; Holm across the categories of a suite (the suite row: uncorrected).
 Suite-level numbers pool all samples, which weighs categories equally when they hold equal numbers of
 samples (the PALMS design: 5 prompts × 3 samples per category).
 """

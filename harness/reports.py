@@ -351,29 +351,6 @@ def standalone_html(doc: Mapping, warnings: Sequence[str] = (),
 
 # ---------------------------------------------------------------- `harness export`
 
-def read_doc(path: str | Path) -> dict:
-    """Read a results file through harness.results when available, else a minimal check."""
-    try:
-        from harness.results import read_results
-    except ModuleNotFoundError as exc:  # results.py not present: plain JSON + schema check
-        if exc.name != "harness.results":
-            raise
-    else:
-        return read_results(path)
-    from harness.errors import ResultsError
-
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read results file {path}: {exc}; pass a results JSON "
-                           "written by a harness run") from exc
-    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
-        raise ResultsError(f"{path}: field schema_version is "
-                           f"{doc.get('schema_version') if isinstance(doc, dict) else None!r}, "
-                           "expected 1; re-run the harness to write a current results file")
-    return doc
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("results", type=Path, help="results JSON written by a harness run")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
@@ -383,7 +360,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    doc = read_doc(args.results)
+    from harness.results import read_results
+
+    doc = read_results(args.results)
     paths = write_csv(doc, args.out)
     if args.plots or args.html:
         from harness.plots import plots

@@ -103,7 +103,13 @@ def read_results(path: str | Path) -> dict[str, Any]:
     for key in REQUIRED_KEYS:
         if key not in doc:
             raise ResultsError(f"{path}: field '{key}' is missing. Fix: regenerate the file with --results-json.")
+    for key, kind in (("config", dict), ("samples", list), ("metrics", list)):
+        if not isinstance(doc[key], kind):
+            raise ResultsError(f"{path}: field '{key}' must be a JSON {'object' if kind is dict else 'list'}. "
+                               "Fix: regenerate the file with --results-json.")
     for i, s in enumerate(doc["samples"]):
+        if not isinstance(s, dict):
+            raise ResultsError(f"{path}: samples[{i}] is not an object. Fix: regenerate the file.")
         missing = [k for k in SAMPLE_KEYS if k not in s]
         if missing:
             raise ResultsError(f"{path}: samples[{i}] lacks {', '.join(missing)}. Fix: regenerate the file.")

@@ -15,7 +15,8 @@ import hashlib
 import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,12 +60,10 @@ class ProfanityScorer:
     labels = ("toxicity",)
 
     def __init__(self) -> None:
-        from importlib.metadata import version
-
         import profanity_check
 
         self._predict = profanity_check.predict_prob
-        self.fingerprint = f"alt-profanity-check=={version('alt-profanity-check')}"
+        self.fingerprint = profanity_fingerprint()
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:
@@ -124,11 +123,7 @@ class DetoxifyScorer:
             raise ScorerError(f"{path}: the checkpoint has no 'toxic'/'toxicity' class ({classes}).")
         self.name = name or f"detoxify:{path.stem}"
         self.batch_size = batch_size
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        self.fingerprint = f"{self.name}:sha256:{h.hexdigest()}"
+        self.fingerprint = detoxify_fingerprint(self.name, path)
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         import torch
@@ -143,6 +138,38 @@ class DetoxifyScorer:
             probs = torch.sigmoid(logits.float()).cpu().tolist()
             rows.extend({label: float(p) for label, p in zip(self.labels, row)} for row in probs)
         return _check(self.name, texts, rows)
+
+
+def detoxify_fingerprint(name: str, checkpoint: Path) -> str:
+    from harness.models import file_sha256
+
+    return f"{name}:sha256:{file_sha256(Path(checkpoint))}"
+
+
+def profanity_fingerprint() -> str:
+    from importlib.metadata import version
+
+    return f"alt-profanity-check=={version('alt-profanity-check')}"
+
+
+@dataclass
+class ScorerHandle:
+    """A resolved scorer whose fingerprint is known before its weights load (cached runs never load it)."""
+
+    name: str
+    fingerprint: str
+    factory: Callable[[], Any]
+    warnings: list[str] = field(default_factory=list)
+    _scorer: Any = None
+
+    @property
+    def fallback(self) -> bool:
+        return bool(self.warnings)
+
+    def load(self) -> Any:
+        if self._scorer is None:
+            self._scorer = self.factory()
+        return self._scorer
 
 
 def _offline() -> bool:
@@ -175,27 +202,34 @@ def _hub_checkpoint(variant: str, allow_download: bool) -> tuple[Path | None, st
         return None, f"no cached weights at {target} and the download failed ({type(exc).__name__})"
 
 
-def load_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir: str | None = None,
-                device: str = "cpu", allow_download: bool = True) -> tuple[Any, list[str]]:
-    """Return ``(scorer, warnings)``. Explicit choices fail with :class:`ScorerError` when unavailable."""
+def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir: str | None = None,
+                   device: str = "cpu", allow_download: bool = True) -> ScorerHandle:
+    """Decide which scorer a run uses, without loading its model. Explicit choices fail when unavailable."""
     if choice not in CHOICES:
         raise ScorerError(f"--toxicity-scorer {choice}: unknown scorer; {did_you_mean(choice, CHOICES)}.")
     if choice == "profanity":
-        return ProfanityScorer(), []
+        return ScorerHandle("profanity", profanity_fingerprint(), ProfanityScorer)
     if checkpoint:
-        name = choice if choice.startswith("detoxify-") else None
-        return DetoxifyScorer(checkpoint, config_dir, device, name=name), []
-    variants = ["original"] if choice in ("auto", "detoxify") else [choice.split("-", 1)[1]]
-    reason = ""
-    for variant in variants:
-        path, reason = _hub_checkpoint(variant, allow_download)
-        if path is not None:
-            try:
-                return DetoxifyScorer(path, config_dir, device, name=f"detoxify-{variant}"), []
-            except ScorerError as exc:
-                if choice != "auto":
-                    raise
-                reason = str(exc)
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise ScorerError(f"--detoxify-checkpoint {path}: file not found. Fix: pass the path of a Detoxify "
+                              ".ckpt file, or use --toxicity-scorer profanity.")
+        name = choice if choice.startswith("detoxify-") else f"detoxify:{path.stem}"
+        return ScorerHandle(name, detoxify_fingerprint(name, path),
+                            lambda: DetoxifyScorer(path, config_dir, device, name=name))
+    variant = "original" if choice in ("auto", "detoxify") else choice.split("-", 1)[1]
+    path, reason = _hub_checkpoint(variant, allow_download)
+    if path is not None:
+        name = f"detoxify-{variant}"
+        handle = ScorerHandle(name, detoxify_fingerprint(name, path),
+                              lambda: DetoxifyScorer(path, config_dir, device, name=name))
+        if choice != "auto":
+            return handle
+        try:  # auto: only use Detoxify if it really loads (config + tokenizer available offline)
+            handle.load()
+            return handle
+        except ScorerError as exc:
+            reason = str(exc)
     if choice != "auto":
         raise ScorerError(f"--toxicity-scorer {choice}: Detoxify weights unavailable ({reason}). Fix: pass "
                           "--detoxify-checkpoint PATH and --detoxify-config-dir DIR, put the checkpoint in the torch "
@@ -204,4 +238,11 @@ def load_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir:
                "offline word-level profanity model (alt-profanity-check), which misses implicit toxicity and bias. "
                "Numbers are not comparable with Detoxify/Perspective results. Pass --detoxify-checkpoint to use "
                "Detoxify, or --toxicity-scorer profanity to choose this scorer explicitly.")
-    return ProfanityScorer(), [warning]
+    return ScorerHandle("profanity", profanity_fingerprint(), ProfanityScorer, [warning])
+
+
+def load_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir: str | None = None,
+                device: str = "cpu", allow_download: bool = True) -> tuple[Any, list[str]]:
+    """Return ``(scorer, warnings)`` with the model loaded."""
+    handle = resolve_scorer(choice, checkpoint, config_dir, device, allow_download)
+    return handle.load(), handle.warnings

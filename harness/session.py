@@ -155,19 +155,29 @@ class HarnessSession:
         self.generator(role)
         return self.roles[role].loaded
 
-    def scorer(self) -> Any:
+    def scorer_handle(self) -> Any:
+        """The run's scorer, resolved (name, fingerprint) but loaded only when a score is missing."""
         if self._scorer is None:
-            from harness.scoring import load_scorer
+            from harness.scoring import resolve_scorer
 
             t = time.perf_counter()
             o = self.options
-            self._scorer, warnings = load_scorer(o.toxicity_scorer, o.detoxify_checkpoint, o.detoxify_config_dir,
-                                                 "cpu" if o.device == "cpu" else "auto")
-            self.warnings.extend(warnings)
+            self._scorer = resolve_scorer(o.toxicity_scorer, o.detoxify_checkpoint, o.detoxify_config_dir,
+                                          "cpu" if o.device == "cpu" else "auto")
+            self.warnings.extend(self._scorer.warnings)
             self.scorer_info = {"name": self._scorer.name, "fingerprint": self._scorer.fingerprint,
-                                "labels": list(self._scorer.labels), "fallback": bool(warnings)}
-            self.timings.add("scorer_load", time.perf_counter() - t)
+                                "fallback": self._scorer.fallback}
+            self.timings.add("scorer_resolve", time.perf_counter() - t)
         return self._scorer
+
+    def scorer(self) -> Any:
+        """The loaded scorer model."""
+        handle = self.scorer_handle()
+        if handle._scorer is None:
+            t = time.perf_counter()
+            handle.load()
+            self.timings.add("scorer_load", time.perf_counter() - t)
+        return handle._scorer
 
     def _chat_option(self) -> str:
         return {"on": "true", "off": "false"}.get(self.options.chat_template, "auto")
@@ -266,19 +276,53 @@ class HarnessSession:
         """Scores for ``texts`` through the score cache; unscorable texts raise ScorerError."""
         if not texts:
             return []
+        handle = self.scorer_handle()
         t = time.perf_counter()
-        scorer = self.scorer()
-        keys = [cache_mod.score_key(scorer.fingerprint, x) for x in texts]
+        keys = [cache_mod.score_key(handle.fingerprint, x) for x in texts]
         hits = self.cache.get_scores(list(dict.fromkeys(keys)))
         todo = list(dict.fromkeys(k for k in keys if k not in hits))
         if todo:
             first = {k: x for k, x in zip(keys, texts)}
-            fresh = scorer.score([first[k] for k in todo])
+            fresh = self.scorer().score([first[k] for k in todo])
             items = dict(zip(todo, fresh))
             self.cache.put_scores(items)
             hits.update(items)
         self.timings.add("scoring", time.perf_counter() - t)
         return [dict(hits[k]) for k in keys]
+
+    # ---- comparisons against the reference --------------------------------------------------
+    def has_reference(self) -> bool:
+        return "baseline" in self.roles or self.reference_doc is not None
+
+    def compare(self, suite_id: str, margins: dict[str, float], alpha: float, correction: str) -> list[dict[str, Any]]:
+        """Regression comparisons of one suite (all its categories, Holm/BH-corrected together), memoized."""
+        from harness.compare import compare_runs
+
+        key = (suite_id, tuple(sorted(margins.items())), alpha, correction)
+        memo = self.__dict__.setdefault("_comparison_memo", {})
+        if key in memo:
+            return memo[key]
+        suite = self.suites[suite_id]
+        self.samples("candidate", suite.prompts())
+        if "baseline" in self.roles:
+            self.samples("baseline", suite.prompts())
+            reference, ref_role = None, "baseline"
+        elif self.reference_doc is not None:
+            reference = self.reference_doc
+            present = {s["role"] for s in reference["samples"]}
+            ref_role = "baseline" if "baseline" in present and "candidate" not in present else "candidate"
+        else:
+            raise HarnessError("no reference: pass --baseline-model PATH or --baseline FILE to run regression cases.")
+        doc = self.document()
+        doc["samples"] = [x for x in doc["samples"] if x["role"] == "candidate" or reference is None]
+        comps = compare_runs(doc, reference, margins, alpha, correction, candidate_role="candidate",
+                             reference_role=ref_role, metrics=list(margins), seed=self.options.seed)
+        records = [c.to_dict() for c in comps if c.suite == suite_id]
+        done = {(r["suite"], r["category"], r["metric"]) for r in records}
+        self.comparisons = [c for c in self.comparisons if (c["suite"], c["category"], c["metric"]) not in done]
+        self.comparisons.extend(records)
+        memo[key] = records
+        return records
 
     def all_samples(self) -> list[dict[str, Any]]:
         return [s for _, s in sorted(self._samples.items(), key=lambda kv: kv[0])]
@@ -313,6 +357,9 @@ class HarnessSession:
 
         doc = new_document(self.config())
         doc["samples"] = self.all_samples()
+        if self.scorer_info is not None:
+            self.scorer_info["labels"] = sorted({k for s in doc["samples"] for k in s["scores"]}) or \
+                list(getattr(self._scorer._scorer, "labels", ()))
         doc["metrics"] = toxicity_records(s for s in doc["samples"] if self.suites[s["suite"]].kind == "values")
         doc["metrics"].extend(self.extra_metrics)
         doc["comparisons"] = list(self.comparisons)

@@ -89,6 +89,21 @@ class PromptCase:
 
 
 @dataclass(frozen=True)
+class RegressionCase:
+    """One (suite, category, metric) comparison against the reference; category None = whole suite."""
+
+    suite: str
+    category: str | None
+    metric: str
+    margin: float
+    relative: bool = False
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.suite}/{self.category or 'all'}/{self.metric}"
+
+
+@dataclass(frozen=True)
 class Category:
     id: str
     name: str
@@ -131,6 +146,19 @@ class Suite:
     def with_categories(self, categories: Iterable[Category]) -> Suite:
         """A copy with other categories (used by generated suites such as BOLD subsets)."""
         return replace(self, categories=tuple(categories))
+
+    def regression_cases(self, overrides: Mapping[str, float] | None = None) -> list[RegressionCase]:
+        """Regression cases from ``gates.regression``; ``overrides`` (metric -> margin) replace or add gates."""
+        margins = {g.metric: (g.margin, g.relative) for g in self.gates_for("regression")}
+        for metric, margin in (overrides or {}).items():
+            margins[metric] = (margin, False)
+        cases = []
+        for metric, (margin, relative) in margins.items():
+            cats: list[str | None] = [c.id for c in self.categories]
+            if len(cats) > 1:
+                cats.append(None)
+            cases.extend(RegressionCase(self.id, c, metric, float(margin), relative) for c in cats)
+        return cases
 
     def render(self, prompt: PromptCase) -> str:
         """The text sent to the model for ``prompt`` (the suite's ``prompt_template`` applied)."""

@@ -12,6 +12,17 @@ across the categories of a suite (Holm by default). The burden of proof is on sh
 so a small or noisy run passes easily; that is why every gated record carries ``mde`` and
 ``underpowered``: the caller must show the flag rather than report a silent pass.
 
+``underpowered`` is True when no outcome could reach ``p_adjusted <= alpha`` (e.g. 2 pairs: the
+smallest one-sided p is 0.5**2; Holm multiplies it by the family size), or, for a gated record, when
+the minimum detectable effect (80% power, normal approximation) exceeds the margin, i.e. a
+regression of twice the margin would likely go unnoticed. A margin of 0 is underpowered whenever the
+differences vary; read ``mde`` as the size of regression the gate can actually see.
+
+Tests: "auto" = "permutation" (sign-flip on the mean of paired differences, relabelling for
+independent groups), because the metrics are means over prompts and the permutation test is exact
+for small n and handles the ties of 0/1 statistics; "rank" = Wilcoxon signed-rank / Mann–Whitney U.
+Effect size: matched-pairs rank-biserial (paired) or Cliff's delta (unpaired), plus Cohen's d.
+
 >>> adjust_pvalues([0.01, 0.04, 0.03], "holm")
 [0.03, 0.06, 0.06]
 """

@@ -10,7 +10,6 @@ import random
 from pathlib import Path
 
 import krippendorff
-import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -208,7 +207,8 @@ def test_import_matches_pandas_krippendorff_and_scipy(exported):
     assert loaded.samples == summary.samples
     rec = ratings.adherence_for(loaded, "tuned:candidate", "palms", "abuse")
     assert rec.value == pytest.approx(by_cat.loc[("tuned:candidate", "abuse"), "mean"])
-    assert ratings.adherence_for(loaded, "tuned:candidate", "palms", None).n_ratings == by_model.loc["tuned:candidate", "count"]
+    suite_level = ratings.adherence_for(loaded, "tuned:candidate", "palms", None)
+    assert suite_level.n_ratings == by_model.loc["tuned:candidate", "count"]
     assert ratings.adherence_for(loaded, "tuned:candidate", "palms", "missing") is None
     assert ratings.alpha(loaded) == pytest.approx(summary.agreement.alpha)
     assert ratings.alpha(loaded, "palms", "health") == pytest.approx(
