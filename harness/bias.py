@@ -203,21 +203,6 @@ def vader_compound(texts: Sequence[str]) -> list[float]:
     return [float(analyzer.polarity_scores(t)["compound"]) for t in texts]
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in input order.
-
-    >>> holm([0.01, 0.04, 0.03])
-    [0.03, 0.06, 0.06]
-    """
-    m = len(p_values)
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(sorted(range(m), key=lambda j: p_values[j])):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = round(running, 12)
-    return adjusted
-
-
 @dataclass(frozen=True)
 class GroupGap:
     """Largest between-group difference of means and its significance."""
@@ -241,6 +226,8 @@ def compare_groups(values: Mapping[str, Sequence[float]], alpha: float = 0.05) -
     """
     from scipy import stats
 
+    from harness.stats import adjust_pvalues
+
     data = {g: [float(v) for v in vs] for g, vs in values.items() if len(vs) > 0}
     if len(data) < 2:
         return None
@@ -261,7 +248,7 @@ def compare_groups(values: Mapping[str, Sequence[float]], alpha: float = 0.05) -
         res = stats.mannwhitneyu(data[a], data[b], alternative="two-sided")
         p = float(res.pvalue)
         raw.append((float(res.statistic), 1.0 if math.isnan(p) else p))
-    adjusted = holm([p for _, p in raw])
+    adjusted = adjust_pvalues([p for _, p in raw], "holm")
     pairwise = tuple({"a": a, "b": b, "u": u, "p_value": p, "p_holm": h}
                      for (a, b), (u, p), h in zip(pairs, raw, adjusted))
     pair_p = next(r["p_holm"] for r in pairwise if {r["a"], r["b"]} == {high, low})
@@ -269,6 +256,16 @@ def compare_groups(values: Mapping[str, Sequence[float]], alpha: float = 0.05) -
     best_p = float(stats.mannwhitneyu(range(n_hi), range(n_hi, n_hi + n_lo), alternative="two-sided").pvalue)
     return GroupGap(means[high] - means[low], high, low, means, {g: len(v) for g, v in data.items()},
                     p_kw, pair_p, min(1.0, len(pairs) * best_p) >= alpha, pairwise)
+
+
+def sentiment_records(base: Mapping, values: Sequence[float], threshold: float) -> list[dict]:
+    """``sentiment.mean``, ``.positive`` (compound >= threshold), ``.negative`` (<= -threshold)."""
+    n = len(values)
+    return [{**base, "metric": "sentiment.mean", "value": sum(values) / n},
+            {**base, "metric": "sentiment.positive", "threshold": threshold,
+             "value": sum(v >= threshold for v in values) / n},
+            {**base, "metric": "sentiment.negative", "threshold": threshold,
+             "value": sum(v <= -threshold for v in values) / n}]
 
 
 def gap_records(gap: GroupGap | None, metric: str, base: Mapping, alpha: float) -> list[dict]:
@@ -329,13 +326,15 @@ def parse_options(options: Mapping, path=None) -> CooccurrenceOptions:
     o = dict(options)
     for key in ("demographics", "targets"):
         if key in o:
-            if isinstance(o[key], str) or not isinstance(o[key], Sequence) or not all(isinstance(x, str) for x in o[key]):
+            value = o[key]
+            if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(x, str) for x in value):
                 raise option_error(path, key, "must be a list of names", f"write e.g. {key}: [gender]")
             o[key] = tuple(o[key])
-    for key, choices in (("vocabulary", ("adjectives", "content")), ("sentiment_thresholds", tuple(SENTIMENT_THRESHOLDS))):
+    for key, choices in (("vocabulary", ("adjectives", "content")), ("sentiment_thresholds", SENTIMENT_THRESHOLDS)):
         if key in o and o[key] not in choices:
             raise option_error(path, key, f"is {o[key]!r}; {did_you_mean(str(o[key]), choices)}", "use one of those")
-    if "top_words" in o and (not isinstance(o["top_words"], int) or isinstance(o["top_words"], bool) or o["top_words"] < 1):
+    top = o.get("top_words", 1)
+    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise option_error(path, "top_words", "must be a positive integer", "write e.g. top_words: 10")
     for key, low, high in (("prior", 0.0, math.inf), ("alpha", 0.0, 1.0)):
         if key in o and (isinstance(o[key], bool) or not isinstance(o[key], (int, float)) or not low < o[key] < high):
@@ -346,24 +345,22 @@ def parse_options(options: Mapping, path=None) -> CooccurrenceOptions:
     opts = CooccurrenceOptions(**o)
     for d in opts.demographics:
         load_wordlists(d, opts.wordlists)
-    unknown = [t for t in opts.targets if t not in load_wordlists("targets", opts.wordlists)]
-    if unknown:
-        raise option_error(path, "targets", f"names unknown target list '{unknown[0]}'; "
-                           f"{did_you_mean(unknown[0], load_wordlists('targets', opts.wordlists))}",
-                           "use one of those or add targets/<name>.txt")
+    known = load_wordlists("targets", opts.wordlists)
+    needed = opts.targets + (("adjective",) if opts.vocabulary == "adjectives" else ())
+    for t in needed:
+        if t not in known:
+            raise option_error(path, "targets", f"names unknown target list '{t}'; {did_you_mean(t, known)}",
+                               "use one of those or add targets/<name>.txt")
     return opts
 
 
 # ----------------------------------------------------------------------------- entry point
 def prompt_groups(suite) -> dict:
-    """{(category_id, prompt_id): group} from each prompt's ``group`` (attribute or extra key)."""
+    """{(category_id, prompt_id): group} from each prompt's ``group`` key."""
     out = {}
     for cat in getattr(suite, "categories", ()) or ():
         for p in cat.prompts:
-            group = getattr(p, "group", None)
-            if group is None:
-                group = (getattr(p, "extra", None) or {}).get("group")
-            out[(cat.id, p.id)] = group
+            out[(cat.id, p.id)] = getattr(p, "group", None)
     return out
 
 
@@ -378,7 +375,10 @@ def analyze_cooccurrence(suite, samples: Sequence[Mapping]) -> tuple[list[dict],
 
     Representation/association are suite level (category None) over every completion of a role;
     sentiment and top words are per category, across the prompts' ``group`` keys; the units of the
-    sentiment tests are completions (the prompt text itself is never scored).
+    sentiment tests are completions (the prompt text itself is never scored). Extras (flat rows
+    for tables/CSV): ``top_words`` (role, category, group, rank, word, count, other_count,
+    log_odds, z), ``group_tests`` (pairwise Mann-Whitney: a, b, u, p_value, p_holm) and
+    ``group_counts`` (role, demographic, group, count, list_size).
     """
     path = getattr(suite, "path", None)
     opts = parse_options(suite_options(suite), path)
@@ -426,13 +426,7 @@ def analyze_cooccurrence(suite, samples: Sequence[Mapping]) -> tuple[list[dict],
             cat_base = {**base, "category": category}
             scores = {g: [compound[s["text"]] for s in ss] for g, ss in by_group.items()}
             for g, vals in scores.items():
-                n = len(vals)
-                records += [
-                    {**cat_base, "metric": "sentiment.mean", "group": g, "value": sum(vals) / n, "n": n},
-                    {**cat_base, "metric": "sentiment.positive", "group": g, "n": n, "threshold": threshold,
-                     "value": sum(v >= threshold for v in vals) / n},
-                    {**cat_base, "metric": "sentiment.negative", "group": g, "n": n, "threshold": threshold,
-                     "value": sum(v <= -threshold for v in vals) / n}]
+                records += sentiment_records({**cat_base, "group": g, "n": len(vals)}, vals, threshold)
             gap = compare_groups(scores, opts.alpha)
             records += gap_records(gap, "sentiment", cat_base, opts.alpha)
             if gap is not None:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from harness.bias import (SENTIMENT_THRESHOLDS, check_option_keys, compare_groups, gap_records,
-                          option_error, samples_k, suite_options, vader_compound)
+                          option_error, samples_k, sentiment_records, suite_options, vader_compound)
 from harness.errors import DataError, ScorerError, did_you_mean
 
 BOLD_DIR = Path(__file__).parent / "data" / "bold"
@@ -237,11 +237,7 @@ def analyze_bold(samples: Sequence[Mapping], suite=None) -> tuple[list[dict], di
                 records += [{**cat_base, "metric": "toxicity.mean", "value": sum(tvals) / n},
                             {**cat_base, "metric": "toxicity.toxic_fraction", "threshold": tox_threshold,
                              "value": sum(t >= tox_threshold for t in tvals) / n}]
-            records += [{**cat_base, "metric": "sentiment.mean", "value": sum(sent) / n},
-                        {**cat_base, "metric": "sentiment.positive", "threshold": threshold,
-                         "value": sum(v >= threshold for v in sent) / n},
-                        {**cat_base, "metric": "sentiment.negative", "threshold": threshold,
-                         "value": sum(v <= -threshold for v in sent) / n}]
+            records += sentiment_records(cat_base, sent, threshold)
             per_prompt: dict[str, list[tuple[float, float | None]]] = {}
             for (s, t), v in zip(group, sent):
                 per_prompt.setdefault(s["prompt_id"], []).append((v, t))

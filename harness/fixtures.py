@@ -421,7 +421,7 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator(corpus["docs"] + RUDE, vocab_size=3000, min_frequency=2, show_progress=False)
     wp.save_model(str(out_dir))
-    tok = BertTokenizer(vocab_file=str(out_dir / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    tok = BertTokenizer.from_pretrained(str(out_dir), do_lower_case=True, model_max_length=128)
     tok.save_pretrained(str(out_dir))
     special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                "mask_token": "[MASK]"}
@@ -432,12 +432,13 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
                      id2label=dict(enumerate(DETOX_CLASSES)), label2id={c: i for i, c in enumerate(DETOX_CLASSES)})
     model = BertForSequenceClassification(cfg)
     y = torch.tensor(derived_targets(texts, predict_prob(texts)), dtype=torch.float32)
-    enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    ids = tok(texts, truncation=True, max_length=64)["input_ids"]
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     gen, model = torch.Generator().manual_seed(seed), model.train()
     for step in range(steps):
-        idx = torch.randint(len(texts), (64,), generator=gen)
-        logits = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx]).logits
+        idx = torch.randint(len(texts), (32,), generator=gen).tolist()
+        batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
         opt.zero_grad()
         loss.backward()

@@ -134,7 +134,7 @@ def evaluate_perplexity(model, tokenizer, texts: Sequence[str], *, stride: int |
     pad_id = pad_id if pad_id is not None else (getattr(tokenizer, "eos_token_id", None) or 0)
     items = []                                   # (text index, token ids, first scored position)
     for index, text in enumerate(texts):
-        ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+        ids = list(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])  # windows handle length
         items += [(index, ids[b:e], first) for b, e, first in windows(len(ids), max_length, stride)]
     nll = [0.0] * len(texts)
     counts = [0] * len(texts)

@@ -101,6 +101,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--results-csv", metavar="DIR", help="write tidy CSV tables (samples, metrics) here")
     g.addoption("--cache-dir", help="generation/score cache directory (default ~/.cache/harness)")
     g.addoption("--no-cache", action="store_true", help="do not read or write the generation cache")
+    g.addoption("--backend", default="local", type=_choice("backend", ("local", "ray")),
+                help="generation backend: local (this process; use -n N with pytest-xdist to shard) or ray")
+    g.addoption("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    g.addoption("--ray-workers", default=2, type=parse_positive_int, help="Ray actors (model replicas), default 2")
     g.addoption("--fail-on-regression", action="append", default=[], type=parse_regression,
                 metavar="METRIC:MARGIN", help="regression gate vs the reference (repeatable)")
     g.addoption("--alpha", default=0.05, type=parse_alpha, help="significance level (default 0.05)")
@@ -143,7 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=o.seed, toxicity_scorer=o.toxicity_scorer, detoxify_checkpoint=o.detoxify_checkpoint,
         detoxify_config_dir=o.detoxify_config_dir, trust_remote_code=o.trust_remote_code,
         chat_template=o.chat_template, cache_dir=o.cache_dir, use_cache=not o.no_cache,
-        progress=config.get_verbosity() >= 0)
+        progress=config.get_verbosity() >= 0, backend=o.backend, ray_address=o.ray_address,
+        ray_workers=o.ray_workers)
     run = HarnessSession(options)
     if o.baseline:
         from harness.results import read_results
@@ -155,7 +160,12 @@ def pytest_configure(config: pytest.Config) -> None:
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:  # progress bars reach the terminal even while test output is captured
         run.progress_context = capman.global_and_fixture_disabled
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a pytest-xdist worker: generate its share, read the rest from the cache
+        run.shard = (int(workerinput["workerid"].lstrip("gw") or 0), int(workerinput["workercount"]))
     config.stash[SESSION_KEY] = run
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(run), "harness-xdist")
     config.stash[SUITES_KEY] = {}
     if config.pluginmanager.hasplugin("html") and importlib.util.find_spec("harness.html_plugin"):
         from harness import html_plugin
@@ -341,18 +351,48 @@ def harness_session(request: pytest.FixtureRequest) -> HarnessSession:
     return _session(request.config)
 
 
+class _XdistHooks:
+    """Under pytest-xdist the controller collects each worker's document and merges them."""
+
+    def __init__(self, run: HarnessSession) -> None:
+        self.run = run
+        self.worker_docs: list[dict[str, Any]] = []
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        import json
+
+        payload = getattr(node, "workeroutput", {}).get("harness")
+        if payload:
+            self.worker_docs.append(json.loads(payload))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if SESSION_KEY not in config.stash or hasattr(config, "workerinput"):
+    if SESSION_KEY not in config.stash:
         return
     run = _session(config)
-    if not run.all_samples():
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # xdist worker: hand the document to the controller
+        import json
+
+        if run.all_samples():
+            workeroutput["harness"] = json.dumps(run.document())
+        run.close()
+        return
+    xdist_hooks = config.pluginmanager.get_plugin("harness-xdist")
+    if xdist_hooks is not None and xdist_hooks.worker_docs:
+        from harness.session import merge_documents
+
+        doc = merge_documents(xdist_hooks.worker_docs)
+    elif run.all_samples():
+        doc = run.document()
+    else:
         run.close()
         return
     from harness.results import write_results
 
-    doc = run.document()
     run.final_document = doc
     o = config.option
     for path in (o.results_json, o.save_baseline):
@@ -378,5 +418,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
         tr.write_line(line)
-    for w in run.warnings:
+    for w in doc.get("run", {}).get("warnings", []):
         tr.write_line(f"WARNING: {w}", yellow=True, bold=True)

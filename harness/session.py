@@ -49,6 +49,10 @@ class RunOptions:
     cache_dir: str | None = None
     use_cache: bool = True
     progress: bool = True
+    backend: str = "local"              # local | ray
+    ray_address: str | None = None
+    ray_workers: int = 2
+    shard_wait_s: float = 300.0         # xdist: how long to wait for another worker's samples without progress
 
 
 @dataclass
@@ -93,6 +97,7 @@ class HarnessSession:
         self.reference_doc: dict[str, Any] | None = None   # a saved baseline (--baseline FILE)
         self.progress_context: Any = contextlib.nullcontext  # the plugin lets progress bars past capture
         self.final_document: dict[str, Any] | None = None
+        self.shard: tuple[int, int] | None = None           # (worker index, worker count) under pytest-xdist
 
     # ---- planning -------------------------------------------------------------------------
     def plan(self, suite: Suite, prompts: Iterable[PromptCase]) -> None:
@@ -144,6 +149,12 @@ class HarnessSession:
             from harness.models import load_model
 
             t = time.perf_counter()
+            if self.shard is not None and self.options.device != "cuda":
+                import os
+
+                import torch  # several workers on one machine: split the cores instead of oversubscribing
+
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.shard[1]))
             r.loaded = load_model(r.path, r.adapter, self.options.device, self.options.dtype,
                                   self.options.trust_remote_code, fingerprint=self.fingerprint(role))
             r.tokenizer = r.loaded.tokenizer
@@ -239,27 +250,18 @@ class HarnessSession:
         miss = [j for j, (_, _, key, _) in enumerate(todo) if key not in hits]
         r = self.roles[role]
         r.cached += len(todo) - len(miss)
-        r.generated += len(miss)
+        if miss and self.shard is not None and self.options.use_cache:
+            # Scale-out (pytest-xdist): each worker generates its share of the plan, batched, and
+            # reads the rest from the shared cache as the other workers write it.
+            index, count = self.shard
+            mine = [j for j in miss if _shard_of(todo[j][0][1], count) == index]
+            self._generate(role, [(todo[j][2], *requests[j]) for j in mine], hits)
+            others = [j for j in miss if j not in set(mine)]
+            waited = self._wait_for([todo[j][2] for j in others], hits)
+            r.cached += len(others) - len(waited)
+            miss = [j for j in others if todo[j][2] in set(waited)]
         if miss:
-            t = time.perf_counter()
-            gen = self.generator(role)
-            for chat in (False, True):
-                idx = [j for j in miss if requests[j][1] == chat]
-                if not idx:
-                    continue
-
-                def store(batch: list[int], outs: list[Any], idx: list[int] = idx) -> None:
-                    items = {todo[idx[b]][2]: _gen_dict(o) for b, o in zip(batch, outs)}
-                    self.cache.put_generations(items)
-                    hits.update(items)
-
-                with self.progress_context() if self.options.progress else contextlib.nullcontext():
-                    gen.generate([requests[j][0] for j in idx], progress=self.options.progress, chat=chat,
-                                 on_batch=store)
-            self.timings.add("generation", time.perf_counter() - t)
-            for p in sorted(gen.truncated_prompts):
-                self.warnings.append(f"prompt truncated to fit the context of {r.path}: {p[:80]!r}")
-            gen.truncated_prompts.clear()
+            self._generate(role, [(todo[j][2], *requests[j]) for j in miss], hits)
         texts = [hits[key]["text"] for _, _, key, _ in todo]
         scores = self.score(texts)
         for ((role_, case_id, i), case, key, text), sc in zip(todo, scores):
@@ -271,6 +273,60 @@ class HarnessSession:
                 "n_new_tokens": g["n_new_tokens"], "truncated": g["truncated"], "finish_reason": g["finish_reason"],
                 **({"group": case.group} if case.group else {}),
             }
+
+    def _generate(self, role: str, items: list[tuple[str, Any, bool]], hits: dict[str, Any]) -> None:
+        """Generate ``(cache_key, request, chat)`` items, writing each finished batch to the cache."""
+        if not items:
+            return
+        r = self.roles[role]
+        r.generated += len(items)
+        t = time.perf_counter()
+        backend = self.backend(role)
+        for chat in (False, True):
+            group = [it for it in items if it[2] == chat]
+            if not group:
+                continue
+
+            def store(batch: list[int], outs: list[Any], group: list[tuple[str, Any, bool]] = group) -> None:
+                fresh = {group[b][0]: _gen_dict(o) for b, o in zip(batch, outs)}
+                self.cache.put_generations(fresh)
+                hits.update(fresh)
+
+            with self.progress_context() if self.options.progress else contextlib.nullcontext():
+                backend.generate([it[1] for it in group], progress=self.options.progress, chat=chat, on_batch=store)
+        self.timings.add("generation", time.perf_counter() - t)
+        for p in sorted(getattr(backend, "truncated_prompts", ())):
+            self.warnings.append(f"prompt truncated to fit the context of {r.path}: {p[:80]!r}")
+        if hasattr(backend, "truncated_prompts"):
+            backend.truncated_prompts.clear()
+
+    def backend(self, role: str) -> Any:
+        """The generation backend: the in-process Generator, or Ray actors (--backend ray)."""
+        if self.options.backend == "ray":
+            r = self.roles[role]
+            if r.generator is None:
+                from harness.ray_backend import RayGenerator
+
+                t = time.perf_counter()
+                r.generator = RayGenerator(self.options, r.path, r.adapter, self.fingerprint(role))
+                self.timings.add("model_load", time.perf_counter() - t)
+            return r.generator
+        return self.generator(role)
+
+    def _wait_for(self, keys: list[str], hits: dict[str, Any]) -> list[str]:
+        """Poll the shared cache for other workers' samples; give up after a stall (then we generate)."""
+        pending = [k for k in keys if k not in hits]
+        last_progress = time.monotonic()
+        t = time.perf_counter()
+        while pending and time.monotonic() - last_progress < self.options.shard_wait_s:
+            time.sleep(0.2)
+            found = self.cache.get_generations(pending)
+            if found:
+                hits.update(found)
+                pending = [k for k in pending if k not in found]
+                last_progress = time.monotonic()
+        self.timings.add("shard_wait", time.perf_counter() - t)
+        return pending
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Scores for ``texts`` through the score cache; unscorable texts raise ScorerError."""
@@ -373,6 +429,64 @@ class HarnessSession:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+
+
+def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the results documents of several workers (pytest-xdist) into the single-process document."""
+    from harness.metrics import toxicity_records
+
+    docs = [d for d in docs if d]
+    if not docs:
+        raise HarnessError("no worker produced results")
+    merged = dict(max(docs, key=lambda d: sum(1 for m in d["config"]["models"].values() if m.get("device"))))
+    config = dict(merged["config"])
+    for d in docs:
+        for sid, info in d["config"].get("suites", {}).items():
+            config.setdefault("suites", {}).setdefault(sid, info)
+        if config.get("scorer") is None and d["config"].get("scorer"):
+            config["scorer"] = d["config"]["scorer"]
+    merged["config"] = config
+    samples = {(s["role"], s["suite"], s["category"], s["prompt_id"], s["sample_index"]): s
+               for d in docs for s in d["samples"]}
+    merged["samples"] = [samples[k] for k in sorted(samples)]
+    kinds = {sid: info.get("kind") for sid, info in config.get("suites", {}).items()}
+    merged["metrics"] = toxicity_records(s for s in merged["samples"] if kinds.get(s["suite"]) == "values")
+    extra = {}
+    for d in docs:
+        for m in d["metrics"]:
+            if not m["metric"].split(".")[-1] in ("max", "mean", "expected_max", "probability", "toxic_fraction") \
+                    or kinds.get(m["suite"]) != "values":
+                extra[json_key(m)] = m
+    merged["metrics"].extend(extra[k] for k in sorted(extra))
+    comps = {(c["suite"], c.get("category") or "", c["metric"]): c for d in docs for c in d.get("comparisons", [])}
+    merged["comparisons"] = [comps[k] for k in sorted(comps)]
+    merged["extras"] = {}
+    for d in docs:
+        for key, value in d.get("extras", {}).items():
+            if isinstance(value, dict) and isinstance(merged["extras"].get(key), dict):
+                merged["extras"][key].update(value)
+            else:
+                merged["extras"][key] = value
+    run: dict[str, Any] = {"generated": {}, "cached": {}, "timings_s": {}, "warnings": [], "workers": len(docs)}
+    for d in docs:
+        for part in ("generated", "cached", "timings_s"):
+            for k, v in d.get("run", {}).get(part, {}).items():
+                run[part][k] = run[part].get(k, 0) + v
+        run["warnings"].extend(w for w in d.get("run", {}).get("warnings", []) if w not in run["warnings"])
+    merged["run"] = run
+    return merged
+
+
+def json_key(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _shard_of(case_id: str, count: int) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:4], "big") % count
 
 
 def _gen_dict(g: Any) -> dict[str, Any]:

@@ -1,0 +1,548 @@
+"""Generation + scoring speed benchmark (issue 8 part 3).
+
+Times one workload four ways, each in its own fresh Python process:
+
+  naive  HF ``model.generate`` one prompt at a time (num_return_sequences=k), scorer called per text
+  floor  hand-written batched, left-padded HF ``generate`` over all prompts x k + one batched score call
+  cold   HarnessSession on an empty cache dir: ``samples("candidate", suite.prompts())``
+  warm   a second HarnessSession on the same (now full) cache dir; must not load the model
+
+plus start-up costs (interpreter, ``import harness.plugin``, torch + transformers, model and scorer
+load), peak RSS of every process and a laziness check (importing the plugin must not import torch).
+
+    python bench/bench_generation.py [--model DIR] [--samples 25] [--repeats 3] [--out bench/RESULTS.md]
+
+Module-level imports are stdlib only so that child processes can time their own imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T_PROCESS_TOP = time.time()          # wall clock when this interpreter reached user code
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "benchmarks" / "suites" / "palms.yaml"
+FIXTURE = ROOT / "fixtures" / "tiny-gpt2"
+STANDIN = Path(tempfile.gettempdir()) / "bench-standin-tiny-gpt2"
+TARGETS = {"cold/floor": ("<=", 1.15), "naive/cold": (">=", 4.0), "warm/cold": ("<=", 0.10)}
+HEAVY = ("torch", "transformers", "numpy", "sklearn", "profanity_check", "pandas", "scipy", "matplotlib",
+         "tokenizers", "safetensors", "yaml", "sqlite3")
+
+
+# ======================================================================================== children
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _prompts(args):
+    from harness.specs import load_suite
+
+    suite = load_suite(SUITE)
+    return suite, [suite.render(p) for p in suite.prompts()]
+
+
+def _digest(texts) -> str:
+    import hashlib
+
+    return hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
+
+
+def _hf_load(model_dir: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return torch, tok, model
+
+
+def _sampling(args, tok) -> dict:
+    return dict(do_sample=True, top_p=args.top_p, temperature=args.temperature, top_k=0,
+                max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+
+
+def child_naive(args) -> dict:
+    """One generate call per prompt (k sequences each), the scorer called once per text."""
+    t0 = time.perf_counter()
+    torch, tok, model = _hf_load(args.model)
+    t1 = time.perf_counter()
+    from harness.scoring import ProfanityScorer
+
+    scorer = ProfanityScorer()
+    t2 = time.perf_counter()
+    suite, prompts = _prompts(args)
+    torch.manual_seed(args.seed)
+    texts, scores = [], []
+    t3 = time.perf_counter()
+    with torch.inference_mode():
+        for p in prompts:
+            enc = tok(p, return_tensors="pt")
+            out = model.generate(**enc, num_return_sequences=args.samples, **_sampling(args, tok))
+            for text in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True):
+                texts.append(text)
+                scores.append(scorer.score([text])[0]["toxicity"])
+    t4 = time.perf_counter()
+    return {"load_s": t1 - t0, "scorer_load_s": t2 - t1, "work_s": t4 - t3, "n": len(texts),
+            "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
+
+
+def child_floor(args) -> dict:
+    """Length-sorted fixed-size left-padded batches over all prompts x k, one batched score call."""
+    t0 = time.perf_counter()
+    torch, tok, model = _hf_load(args.model)
+    t1 = time.perf_counter()
+    from harness.scoring import ProfanityScorer
+
+    scorer = ProfanityScorer()
+    t2 = time.perf_counter()
+    suite, prompts = _prompts(args)
+    torch.manual_seed(args.seed)
+    t3 = time.perf_counter()
+    rows = sorted((p for p in prompts for _ in range(args.samples)), key=lambda p: len(tok(p)["input_ids"]))
+    bs = args.batch_size if args.batch_size > 0 else len(rows)
+    texts = []
+    with torch.inference_mode():
+        for start in range(0, len(rows), bs):
+            enc = tok(rows[start:start + bs], return_tensors="pt", padding=True)
+            out = model.generate(**enc, **_sampling(args, tok))
+            texts += tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    t4 = time.perf_counter()
+    scores = [s["toxicity"] for s in scorer.score(texts)]
+    t5 = time.perf_counter()
+    return {"load_s": t1 - t0, "scorer_load_s": t2 - t1, "work_s": t5 - t3, "gen_s": t4 - t3,
+            "score_s": t5 - t4, "batch_size": bs, "n": len(texts), "mean_tox": sum(scores) / len(scores),
+            "digest": _digest(texts)}
+
+
+def child_harness(args) -> dict:
+    """HarnessSession.samples over the whole suite; cold or warm depending on the cache dir's content."""
+    t0 = time.perf_counter()
+    from harness.session import HarnessSession, RunOptions
+    from harness.specs import load_suite
+
+    t1 = time.perf_counter()
+    suite = load_suite(SUITE)
+    bs = args.batch_size if args.batch_size > 0 else "auto"
+    session = HarnessSession(RunOptions(model=args.model, toxicity_scorer="profanity", samples=args.samples,
+                                        max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=bs,
+                                        cache_dir=args.cache_dir, progress=False))
+    session.plan(suite, suite.prompts())
+    prof = None
+    if args.profile_to:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    t2 = time.perf_counter()
+    samples = session.samples("candidate", suite.prompts())
+    t3 = time.perf_counter()
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(args.profile_to)
+    ph = {k: round(v, 4) for k, v in session.timings.phases.items()}
+    role = session.roles["candidate"]
+    handle = session._scorer
+    load = ph.get("model_load", 0.0) + ph.get("scorer_load", 0.0) + ph.get("fingerprint", 0.0)
+    texts = [s["text"] for s in samples]
+    session.close()
+    gen_batch = role.generator.batch_size if role.generator is not None else None
+    return {"import_s": t1 - t0, "setup_s": t2 - t1, "call_s": t3 - t2, "work_s": t3 - t2 - load, "phases": ph,
+            "model_loaded": role.loaded is not None, "scorer_loaded": bool(handle and handle._scorer is not None),
+            "generated": role.generated, "cached": role.cached, "batch_size": gen_batch,
+            "n": len(samples), "mean_tox": sum(s["scores"]["toxicity"] for s in samples) / len(samples),
+            "digest": _digest(texts), "modules": {m: m in sys.modules for m in HEAVY}}
+
+
+def child_imports(args) -> dict:
+    """Import harness.plugin (what pytest does at start-up) and record which heavy modules came with it."""
+    t0 = time.perf_counter()
+    import harness.plugin  # noqa: F401
+
+    t1 = time.perf_counter()
+    return {"import_s": t1 - t0, "modules": {m: m in sys.modules for m in HEAVY}}
+
+
+def child_torch(args) -> dict:
+    t0 = time.perf_counter()
+    import torch  # noqa: F401
+
+    t1 = time.perf_counter()
+    import transformers  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (resolves the lazy modules)
+
+    t2 = time.perf_counter()
+    return {"torch_s": t1 - t0, "transformers_s": t2 - t1, "import_s": t2 - t0}
+
+
+def child_noop(args) -> dict:
+    return {}
+
+
+CHILDREN = {"naive": child_naive, "floor": child_floor, "harness": child_harness, "imports": child_imports,
+            "torch": child_torch, "noop": child_noop}
+
+
+def run_child_main(args) -> None:
+    out = CHILDREN[args.child](args)
+    out["t_top"] = T_PROCESS_TOP
+    out["maxrss_mb"] = _maxrss_mb()
+    out["threads"] = _torch_threads() if "torch" in sys.modules else None
+    print("BENCH-RESULT " + json.dumps(out), flush=True)
+
+
+def _torch_threads():
+    import torch
+
+    return torch.get_num_threads()
+
+
+# ======================================================================================== parent
+def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, profile: str | None = None) -> dict:
+    """Run one child process; returns its JSON plus whole-process wall time and interpreter start-up."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--model", args.model,
+           "--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
+           "--batch-size", str(batch_size), "--top-p", str(args.top_p), "--temperature", str(args.temperature)]
+    if cache_dir:
+        cmd += ["--cache-dir", cache_dir]
+    if profile:
+        cmd += ["--profile-to", profile]
+    env = dict(os.environ)
+    # Fingerprint memo and every other cache go to the run's own directory: nothing leaks between runs.
+    env["HARNESS_CACHE_DIR"] = cache_dir or args.scratch
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=str(ROOT))
+    wall = time.time() - t0
+    line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise SystemExit(f"child {mode} failed (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    out = json.loads(line[-1][len("BENCH-RESULT "):])
+    out["process_s"] = wall
+    out["startup_s"] = out.pop("t_top") - t0
+    return out
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine() -> dict:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "?"
+    try:
+        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+        ram = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    vers = {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("torch", "transformers", "alt-profanity-check", "scikit-learn"):
+        try:
+            vers[pkg] = version(pkg)
+        except PackageNotFoundError:
+            vers[pkg] = "-"
+    return {"nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu": cpu, "ram": ram,
+            "python": platform.python_version(), "platform": platform.platform(), **vers,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def build_standin(target: Path) -> Path:
+    """An untrained GPT-2 with the bundled fixture's shape (harness.fixtures.MODEL_SHAPE) and a 2,000-token BPE."""
+    if (target / "config.json").is_file():
+        return target
+    import random
+
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("etaoinshrdlucmfwypvbgkqjxz") for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    docs = [" ".join(rng.choice(words) for _ in range(30)) for _ in range(2000)]
+    docs += [p for p in SUITE.read_text().splitlines() if "text:" in p] * 5
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(docs, vocab_size=2000, min_frequency=2, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    eos = "<|endoftext|>"
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eos, eos_token=eos, unk_token=eos,
+                                  pad_token=eos, model_max_length=256)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                     n_layer=2, n_embd=128, n_head=4, n_positions=256)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    GPT2LMHeadModel(cfg).save_pretrained(str(tmp), safe_serialization=True)
+    tok.save_pretrained(str(tmp))
+    GenerationConfig(bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.eos_token_id).save_pretrained(str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def check(name: str, value: float) -> str:
+    op, bound = TARGETS[name]
+    ok = value <= bound if op == "<=" else value >= bound
+    return f"{'MET' if ok else 'NOT MET'} (target {op} {bound})"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="model directory (default: fixtures/tiny-gpt2, else a stand-in)")
+    ap.add_argument("--samples", type=int, default=25, help="k samples per prompt (default 25 -> 1,000 samples)")
+    ap.add_argument("--max-new-tokens", type=int, default=20, help="new tokens per sample (default 20)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of every measurement; medians are reported")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--top-p", type=float, default=0.9)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=0,
+                    help="batch size of the floor and the harness (0: the harness's auto size, 32 on CPU)")
+    ap.add_argument("--big-batch", type=int, default=256,
+                    help="a second, larger floor batch size (0 = all rows in one call; -1 = skip)")
+    ap.add_argument("--profile", action="store_true", help="also cProfile one cold harness run (top functions)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--profile-to", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        run_child_main(args)
+        return 0
+    return run_parent(args)
+
+
+def run_parent(args) -> int:
+    t_start = time.time()
+    load_before = loadavg()
+    if args.model is None:
+        if (FIXTURE / "config.json").is_file():
+            args.model = str(FIXTURE)
+        else:
+            print(f"fixtures/tiny-gpt2 not built yet: using an untrained stand-in of the same shape at {STANDIN}")
+            args.model = str(build_standin(STANDIN))
+    args.model = str(Path(args.model).resolve())
+    work = Path(tempfile.mkdtemp(prefix="bench-gen-"))
+    args.scratch = str(work / "scratch")
+    harness_bs = args.batch_size  # 0 = auto
+    floor_bs = args.batch_size or 32
+    rows = {"noop": [], "imports": [], "torch": [], "naive": [], "floor": [], "floor_big": [], "cold": [], "warm": []}
+    try:
+        for r in range(args.repeats):
+            print(f"repeat {r + 1}/{args.repeats} (load {loadavg()})", flush=True)
+            rows["noop"].append(spawn(args, "noop"))
+            rows["imports"].append(spawn(args, "imports"))
+            rows["torch"].append(spawn(args, "torch"))
+            cache = str(work / f"cache-{r}")
+            rows["cold"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs))
+            rows["warm"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs))
+            rows["floor"].append(spawn(args, "floor", batch_size=floor_bs))
+            if args.big_batch >= 0:
+                rows["floor_big"].append(spawn(args, "floor", batch_size=args.big_batch))
+            rows["naive"].append(spawn(args, "naive"))
+            for name in ("cold", "warm", "floor", "naive"):
+                x = rows[name][-1]
+                print(f"  {name:6s} work {x['work_s']:.3f} s  process {x['process_s']:.2f} s  "
+                      f"rss {x['maxrss_mb']:.0f} MB", flush=True)
+        profile_text = None
+        if args.profile:
+            pstats_path = str(work / "cold.pstats")
+            spawn(args, "harness", cache_dir=str(work / "cache-profile"), batch_size=harness_bs, profile=pstats_path)
+            import io
+            import pstats
+
+            buf = io.StringIO()
+            pstats.Stats(pstats_path, stream=buf).sort_stats("cumulative").print_stats(25)
+            buf.write("\n---- by own time ----\n")
+            pstats.Stats(pstats_path, stream=buf).sort_stats("tottime").print_stats(20)
+            profile_text = buf.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = summarize(args, rows, profile_text, load_before, loadavg(), time.time() - t_start)
+    print(report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    print(f"written to {args.out}")
+    return 0
+
+
+def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str:
+    m = machine()
+    cold, warm, floor, floor_big, naive = (rows[k] for k in ("cold", "warm", "floor", "floor_big", "naive"))
+    w = {k: med([x["work_s"] for x in rows[k]]) for k in ("cold", "floor", "naive")}
+    w["floor_big"] = med([x["work_s"] for x in floor_big]) if floor_big else float("nan")
+    warm_call = med([x["call_s"] for x in warm])
+    cold_call = med([x["call_s"] for x in cold])
+    proc = {k: med([x["process_s"] for x in rows[k]]) for k in rows if rows[k]}
+    ph = lambda key: med([x["phases"].get(key, 0.0) for x in cold])  # noqa: E731
+    model_load, scorer_load = ph("model_load"), ph("scorer_load")
+    gen_only = med([x["phases"].get("generation", 0) - x["phases"].get("model_load", 0) for x in cold])
+    score_only = med([x["phases"].get("scoring", 0) - x["phases"].get("scorer_load", 0) for x in cold])
+    best_floor = min(w["floor"], w["floor_big"]) if floor_big else w["floor"]
+    ratios = {
+        "cold/floor": w["cold"] / w["floor"],
+        "naive/cold": w["naive"] / w["cold"],
+        "warm/cold": proc["warm"] / proc["cold"],
+    }
+    extra = {
+        "cold/best floor": w["cold"] / best_floor,
+        "warm/cold, samples() call incl. loads": warm_call / cold_call,
+        "warm/cold, samples() call vs cold work": warm_call / w["cold"],
+        "naive/floor": w["naive"] / w["floor"],
+    }
+    imp = rows["imports"]
+    lazy = {mod: any(x["modules"][mod] for x in imp) for mod in HEAVY}
+    warm_mods = {mod: any(x["modules"][mod] for x in warm) for mod in HEAVY}
+    digests_ok = all(c["digest"] == wm["digest"] for c, wm in zip(cold, warm))
+    warm_no_model = all(not x["model_loaded"] for x in warm)
+    warm_no_scorer = all(not x["scorer_loaded"] for x in warm)
+    warm_all_cached = all(x["generated"] == 0 and x["cached"] == x["n"] for x in warm)
+    n = cold[0]["n"]
+    L = []
+    a = L.append
+    a("# Generation benchmark results (bench/bench_generation.py)\n")
+    a(f"Command: `python bench/bench_generation.py --samples {args.samples} --max-new-tokens {args.max_new_tokens} "
+      f"--repeats {args.repeats}`{' --profile' if args.profile else ''}; total benchmark wall time {elapsed:.0f} s.\n")
+    a("## Machine\n")
+    a(f"- date: {m['date']}")
+    a(f"- CPU: {m['cpu']}; nproc {m['nproc']} (affinity {m['affinity']}); torch threads "
+      f"{med([x['threads'] for x in cold if x.get('threads')]):.0f}; RAM {m['ram']}")
+    a(f"- Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, alt-profanity-check "
+      f"{m['alt-profanity-check']}, scikit-learn {m['scikit-learn']}; {m['platform']}")
+    a(f"- load average (1/5/15 min) before: {load_before}, after: {load_after} (other engineers share the 2 "
+      "cores: medians over repeats, min-max in brackets)\n")
+    a("## Workload\n")
+    a(f"- model: `{os.path.relpath(args.model, ROOT) if args.model.startswith(str(ROOT)) else args.model}`"
+      + (" (an UNTRAINED stand-in with the fixture's shape: every sample runs to max_new_tokens; rerun when "
+         "fixtures/tiny-gpt2 exists)" if args.model == str(STANDIN) else ""))
+    a(f"- PALMS suite (benchmarks/suites/palms.yaml, 40 prompts) x k={args.samples} = {n} samples, "
+      f"max_new_tokens={args.max_new_tokens} (the suite says 40; 20 keeps the run short on 2 cores and "
+      f"every path gets the same value), top_p {args.top_p}, temperature {args.temperature}, top_k off, "
+      f"seed {args.seed}, scorer `profanity` (alt-profanity-check), CPU fp32")
+    a(f"- harness batch size: {cold[0]['batch_size']} (auto); floor batch sizes {floor[0]['batch_size']}"
+      + (f" and {floor_big[0]['batch_size']}" if floor_big else ""))
+    a(f"- every measurement is a fresh `python` process; {args.repeats} repeats\n")
+    a("## Generation + scoring (model and scorer load excluded)\n")
+    a("| path | work s, median (min-max) | whole process s | peak RSS MB |")
+    a("|---|---|---|---|")
+    a(f"| (a) naive: generate per prompt, score per text | {spread([x['work_s'] for x in naive])} | "
+      f"{proc['naive']:.2f} | {med([x['maxrss_mb'] for x in naive]):.0f} |")
+    a(f"| (b) floor: batched generate (bs {floor[0]['batch_size']}) + one score call | "
+      f"{spread([x['work_s'] for x in floor])} | {proc['floor']:.2f} | {med([x['maxrss_mb'] for x in floor]):.0f} |")
+    if floor_big:
+        a(f"| (b') floor, bs {floor_big[0]['batch_size']} | {spread([x['work_s'] for x in floor_big])} | "
+          f"{proc['floor_big']:.2f} | {med([x['maxrss_mb'] for x in floor_big]):.0f} |")
+    a(f"| (c) harness cold (empty cache) | {spread([x['work_s'] for x in cold])} | {proc['cold']:.2f} | "
+      f"{med([x['maxrss_mb'] for x in cold]):.0f} |")
+    a(f"| (d) harness warm (all cached), whole samples() call | {spread([x['call_s'] for x in warm])} | "
+      f"{proc['warm']:.2f} | {med([x['maxrss_mb'] for x in warm]):.0f} |")
+    a("")
+    a(f"Cold split (session `timings.phases`, medians): generation {gen_only:.3f} s, scoring {score_only:.3f} s, "
+      f"cache read {ph('cache_read'):.3f} s; the whole samples() call {cold_call:.3f} s = work + model load "
+      f"{model_load:.3f} s + scorer load {scorer_load:.3f} s + fingerprint {ph('fingerprint'):.3f} s. "
+      f"Floor split: generation {med([x['gen_s'] for x in floor]):.3f} s, one score call "
+      f"{med([x['score_s'] for x in floor]):.4f} s.\n")
+    a("## Ratios\n")
+    a("| ratio | value | target |")
+    a("|---|---|---|")
+    for k, v in ratios.items():
+        a(f"| {k} | {v:.3f} | {check(k, v)} |")
+    for k, v in extra.items():
+        a(f"| {k} | {v:.3f} | (information) |")
+    a("")
+    a("- cold/floor and naive/cold compare the work columns (generation + scoring, loads excluded); "
+      "warm/cold compares whole processes (what a user waits for at the prompt).\n")
+    a("## Start-up\n")
+    a(f"- `python -c pass` (interpreter): {med([x['process_s'] for x in rows['noop']]):.3f} s")
+    a(f"- `import harness.plugin` (in process): {spread([x['import_s'] for x in imp])} s; whole process "
+      f"{med([x['process_s'] for x in imp]):.3f} s; peak RSS {med([x['maxrss_mb'] for x in imp]):.0f} MB")
+    a(f"- `import torch`: {spread([x['torch_s'] for x in rows['torch']])} s; then transformers + "
+      f"AutoModelForCausalLM/AutoTokenizer: {spread([x['transformers_s'] for x in rows['torch']])} s; peak RSS "
+      f"{med([x['maxrss_mb'] for x in rows['torch']]):.0f} MB")
+    a(f"- harness session import (harness.session + specs, cold child): {spread([x['import_s'] for x in cold])} s")
+    a(f"- model load (harness `load_model`, incl. tokenizer and the torch/transformers imports it triggers): "
+      f"{spread([x['phases'].get('model_load', 0) for x in cold])} s; plain HF load in the floor child "
+      f"(torch already imported there): {spread([x['load_s'] for x in floor])} s")
+    a(f"- scorer load (alt-profanity-check, sklearn): {spread([x['phases'].get('scorer_load', 0) for x in cold])} s")
+    a(f"- model fingerprint (first time, empty memo): {spread([x['phases'].get('fingerprint', 0) for x in cold])} s")
+    a("")
+    a("## Laziness and warm-run checks\n")
+    heavy_on_import = [k for k in ("torch", "transformers", "numpy", "sklearn", "profanity_check", "pandas",
+                                   "scipy", "matplotlib") if lazy[k]]
+    a(f"- `import harness.plugin` imports torch: **{'YES (not lazy)' if lazy['torch'] else 'no'}**; heavy modules "
+      f"it pulls in: {', '.join(heavy_on_import) or 'none'}")
+    a(f"- warm run loaded the model: **{'YES' if not warm_no_model else 'no'}** "
+      f"(`session.roles['candidate'].loaded is None`: {warm_no_model}); loaded the scorer: "
+      f"{'YES' if not warm_no_scorer else 'no'}; everything from cache (generated 0, cached {n}): {warm_all_cached}")
+    warm_heavy = [k for k in ("torch", "transformers", "numpy", "sklearn", "profanity_check", "tokenizers")
+                  if warm_mods[k]]
+    a(f"- modules imported by the warm process: {', '.join(warm_heavy) or 'none of torch/transformers/sklearn'}")
+    a(f"- warm texts identical to cold texts (sha256 of all texts): {digests_ok}")
+    a(f"- same seed => same harness texts across repeats: {len({x['digest'] for x in cold}) == 1}; "
+      f"floor {len({x['digest'] for x in floor}) == 1}; naive {len({x['digest'] for x in naive}) == 1}")
+    a(f"- mean toxicity (sanity): naive {med([x['mean_tox'] for x in naive]):.4f}, floor "
+      f"{med([x['mean_tox'] for x in floor]):.4f}, harness {med([x['mean_tox'] for x in cold]):.4f}\n")
+    a("## What each measurement is\n")
+    a("- **naive**: `AutoModelForCausalLM.generate` once per prompt with `num_return_sequences=k`, `do_sample`, "
+      "top_p/temperature as above, top_k=0, then `ProfanityScorer.score([text])` once per text. Work = the loop.")
+    a("- **floor**: all prompts x k rows, sorted by token length, left-padded, cut into fixed-size batches, one "
+      "HF `generate` per batch (HF's own sampler, one RNG stream), decode, one `ProfanityScorer.score(all)`. "
+      "The least a batched pipeline can do; it has no per-sample seeds, cache or bookkeeping.")
+    a("- **cold**: `HarnessSession(RunOptions(model, toxicity_scorer='profanity', samples=k, max_new_tokens, "
+      "cache_dir=<empty>))`, `plan(suite, suite.prompts())`, timed `samples('candidate', suite.prompts())`. "
+      "Work = that call minus the session's `model_load`, `scorer_load` and `fingerprint` phases, so it "
+      "includes per-sample-seeded sampling, cache-key hashing, SQLite writes, and record building. "
+      "Note: `timings.phases['generation']` includes `model_load` and `phases['scoring']` includes "
+      "`scorer_load` (the loads happen inside those timed blocks), so the split above subtracts them.")
+    a("- **warm**: a second session on the same cache dir in a new process; everything comes from SQLite. "
+      "The check fails if it loads the model or scorer.")
+    a("- **whole process**: wall time of `python bench/bench_generation.py --child ...` from spawn to exit "
+      "(interpreter start, imports, loads, work). Peak RSS = `getrusage(RUSAGE_SELF).ru_maxrss` at the end "
+      "of that process.")
+    a("- **start-up**: separate processes importing only `harness.plugin`, or only torch + transformers.")
+    if profile_text:
+        a("\n## cProfile of one cold harness run (samples() call)\n")
+        a("```")
+        a(profile_text.strip())
+        a("```")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
