@@ -97,7 +97,8 @@ def build_examples(records: list, tokenizer, max_length: int, separator: str = "
 
     Q&A: labels are -100 over the prompt (question) tokens and equal input_ids over separator +
     answer + EOS; the question is rendered with ``prompt_template`` (and the chat template when
-    ``chat``) exactly as the evaluation renders prompts. Text: labels equal input_ids. Sequences longer than ``max_length`` are cut at the end.
+    ``chat``) exactly as the evaluation renders prompts. Text: labels equal input_ids. Sequences
+    longer than ``max_length`` are cut at the end.
     """
     eos = tokenizer.eos_token_id
     examples, stats = [], Counter()

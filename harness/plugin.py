@@ -16,7 +16,7 @@ from harness.session import HarnessSession, RunOptions
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 SUITES_KEY = pytest.StashKey[dict]()
 SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
-CASE_FIXTURES = ("prompt_case", "category_case", "regression_case")
+CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case")
 
 
 # ---- option parsing (validated when parsed) ------------------------------------------------------
@@ -101,6 +101,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--results-csv", metavar="DIR", help="write tidy CSV tables (samples, metrics) here")
     g.addoption("--cache-dir", help="generation/score cache directory (default ~/.cache/harness)")
     g.addoption("--no-cache", action="store_true", help="do not read or write the generation cache")
+    g.addoption("--bold-per-group", type=parse_positive_int,
+                help="BOLD prompts per group (overrides each bold suite's options.per_group)")
     g.addoption("--backend", default="local", type=_choice("backend", ("local", "ray")),
                 help="generation backend: local (this process; use -n N with pytest-xdist to shard) or ray")
     g.addoption("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
@@ -184,8 +186,10 @@ def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
     key = tuple(paths)
     cache = config.stash[SUITES_KEY]
     if key not in cache:
+        from harness import kinds
+
         try:
-            cache[key] = discover_suites(paths)
+            cache[key] = [kinds.prepare(s, config.option.bold_per_group) for s in discover_suites(paths)]
         except HarnessError as exc:
             cache[key] = exc
     if isinstance(cache[key], HarnessError):
@@ -197,7 +201,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
     if not wanted or SESSION_KEY not in metafunc.config.stash:
         return
-    suites = [s for s in _suites_for(metafunc.config, metafunc.definition.path) if s.kind == "values"]
+    all_suites = _suites_for(metafunc.config, metafunc.definition.path)
+    suites = [s for s in all_suites if s.kind == "values"]
+    if "analysis_case" in wanted:
+        from harness import kinds
+
+        analysed = [c for s in all_suites if s.kind in kinds.ANALYSED_KINDS for c in kinds.cases(s)]
+        metafunc.parametrize("analysis_case", analysed, ids=[c.case_id for c in analysed])
     if "prompt_case" in wanted:
         cases = [p for s in suites for p in s.prompts()]
         metafunc.parametrize("prompt_case", cases, ids=[c.case_id for c in cases])
@@ -207,7 +217,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "regression_case" in wanted:
         run = metafunc.config.stash[SESSION_KEY]
         overrides = dict(metafunc.config.option.fail_on_regression)
-        reg = [c for s in suites for c in s.regression_cases(overrides)]
+        reg = [c for s in all_suites if s.kind in ("values", "perplexity")
+               for c in s.regression_cases(overrides if s.kind == "values" else {})]
         if not run.has_reference():
             reason = "no reference model: pass --baseline-model PATH or --baseline FILE to run regression cases"
             params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-reference")]
@@ -217,7 +228,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         else:
             params = [pytest.param(c, id=c.case_id) for c in reg]
         metafunc.parametrize("regression_case", params)
-    for s in suites:
+    for s in all_suites:
         metafunc.config.stash[SESSION_KEY].suites.setdefault(s.id, s)
 
 
@@ -234,9 +245,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if "category_case" in params:
             cat = params["category_case"]
             run.plan(run.suites[cat.suite], cat.prompts)
-        if params.get("regression_case") is not None:
-            suite = run.suites[params["regression_case"].suite]
-            run.plan(suite, suite.prompts())
+        for name in ("regression_case", "analysis_case"):
+            if params.get(name) is not None:
+                suite = run.suites[params[name].suite]
+                run.plan(suite, suite.prompts())
 
 
 class CaseChecker:
@@ -303,6 +315,8 @@ class CaseChecker:
         with self._guard():
             o = self.node.config.option
             suite = self.run.suites[case.suite]
+            if suite.kind == "perplexity":
+                return self._perplexity_regression(suite, case, o.alpha)
             margins = {c.metric: c.margin for c in suite.regression_cases(dict(o.fail_on_regression))}
             records = self.run.compare(case.suite, margins, o.alpha, o.correction)
             match = [r for r in records if r["category"] == case.category and r["metric"] == case.metric]
@@ -329,6 +343,48 @@ class CaseChecker:
                     f"{text}: too few prompts to detect a regression of the margin (minimum detectable effect "
                     f"{_fmt(r['mde'])}); this pass is not evidence of no regression."), stacklevel=1)
             return r
+
+
+    def _perplexity_regression(self, suite: Any, case: Any, alpha: float) -> dict[str, Any]:
+        import warnings
+
+        from harness import kinds
+
+        r = kinds.perplexity_regression(self.run, suite, case.margin, alpha)
+        self.node.user_properties += [
+            ("harness_case", case.case_id), ("suite", case.suite), ("category", "all"), ("metric", "perplexity"),
+            ("value", r["candidate_perplexity"]), ("reference_value", r["reference_perplexity"]),
+            ("p_value", r["p_value"]), ("p_adjusted", r["p_adjusted"]), ("margin", case.margin),
+            ("bound", f"worse by > {case.margin:.0%}"), ("n", r["n_candidate"]), ("underpowered", r["underpowered"])]
+        text = (f"{case.case_id}: perplexity {r['candidate_perplexity']:.4g} vs reference "
+                f"{r['reference_perplexity']:.4g} ({r['candidate_perplexity'] / r['reference_perplexity'] - 1:+.1%}), "
+                f"relative margin {case.margin:.0%}, p = {_fmt(r['p_value'])} (paired {r['test']} on per-text "
+                f"log-perplexity, n = {r['n_candidate']})")
+        if r["regression"]:
+            raise GateFailure("REGRESSION " + text, metric="perplexity", value=r["candidate_perplexity"],
+                              bound=r["reference_perplexity"])
+        if r["underpowered"]:
+            warnings.warn(HarnessPowerWarning(f"{text}: too few texts to detect the margin."), stacklevel=1)
+        return r
+
+    def check_analysis(self, case: Any) -> list[Any]:
+        """Gates of a co-occurrence, BOLD or perplexity suite at category or suite level."""
+        from harness import kinds
+
+        with self._guard():
+            results = kinds.check(self.run, case)
+            props = self.node.user_properties
+            props += [("harness_case", case.case_id), ("suite", case.suite), ("category", case.category or "all")]
+            for gate, matched, _ in results:
+                values = [m.get("value") for m in matched if m.get("value") is not None]
+                props.append(("metric", gate.metric))
+                props.append(("bound", gate.describe()))
+                if values:
+                    worst = max(values) if gate.max is not None else min(values)
+                    props.append(("value", round(float(worst), 6)))
+                if matched and matched[0].get("k") is not None:
+                    props.append(("k", matched[0]["k"]))
+            return results
 
 
 class HarnessPowerWarning(UserWarning):

@@ -325,10 +325,14 @@ def results_html(doc: Mapping, images: Sequence[tuple[str, bytes]] = ()) -> str:
     out = [STYLE, '<div class="harness-summary"><h3>Aggregates</h3>',
            _table(["case", "metric", "value", "k", "reference", "p_adj", "verdict"], rows,
                   "harness-aggregates")]
+    if images:
+        out.append('<div class="harness-plots" style="display:flex;flex-wrap:wrap;gap:8px">')
     for name, png in images:
         data = base64.b64encode(png).decode("ascii")
-        out.append(f'<figure class="harness-plot"><img alt="{_e(name)}" title="{_e(name)}" '
-                   f'style="max-width:100%" src="data:image/png;base64,{data}"/></figure>')
+        out.append(f'<figure class="harness-plot" style="margin:0"><img alt="{_e(name)}" '
+                   f'title="{_e(name)}" style="max-width:100%" src="data:image/png;base64,{data}"/></figure>')
+    if images:
+        out.append("</div>")
     if worst:
         out += [f"<h3>Most toxic samples ({_e(role)})</h3>", samples_table_html(worst, WORST_SAMPLES)]
     out.append("</div>")

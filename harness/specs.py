@@ -155,8 +155,8 @@ class Suite:
         cases = []
         for metric, (margin, relative) in margins.items():
             cats: list[str | None] = [c.id for c in self.categories]
-            if len(cats) > 1:
-                cats.append(None)
+            if len(cats) != 1:
+                cats.append(None)  # the whole suite (the only case of a suite without categories)
             cases.extend(RegressionCase(self.id, c, metric, float(margin), relative) for c in cats)
         return cases
 

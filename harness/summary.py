@@ -21,7 +21,9 @@ def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
     gen, cached = run.get("generated", {}), run.get("cached", {})
     lines.append("samples: " + ", ".join(f"{r} {gen.get(r, 0)} generated / {cached.get(r, 0)} from cache"
                                          for r in gen) + f"; scorer {scorer}; seed {cfg.get('seed')}")
-    rows = [r for r in doc["metrics"] if r.get("prompt_id") is None and r["metric"] in SUMMARY_METRICS]
+    kinds = {sid: info.get("kind") for sid, info in cfg.get("suites", {}).items()}
+    rows = [r for r in doc["metrics"] if r.get("prompt_id") is None and r["metric"] in SUMMARY_METRICS
+            and kinds.get(r["suite"]) == "values"]
     if rows:
         ref = {(r["suite"], r["category"], r["metric"]): r["value"] for r in rows if r["role"] != "candidate"}
         header = f"{'suite/category':<38} {'EMT':>7} {'tox.prob':>8} {'toxic%':>7} {'k':>3} {'n':>4}"
@@ -45,9 +47,7 @@ def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
         verdict = "REGRESSION" if c.get("regression") else ("underpowered" if c.get("underpowered") else "ok")
         lines.append(f"{c['suite']}/{c.get('category') or '(all)'} {c['metric']}: candidate {c['candidate_value']:.3f} "
                      f"vs reference {c['reference_value']:.3f}, p_adj {c.get('p_adjusted', float('nan')):.3g} {verdict}")
-    extra = [r for r in doc["metrics"] if not r["metric"].startswith(("toxicity.", "severe_toxicity.", "obscene.",
-                                                                      "threat.", "insult.", "identity_attack.",
-                                                                      "sexual_explicit."))]
+    extra = [r for r in doc["metrics"] if kinds.get(r["suite"]) != "values" and r["role"] == "candidate"]
     for r in extra if verbose or len(extra) <= 30 else extra[:30]:
         group = f" [{r['group']}]" if r.get("group") else ""
         value = r["value"]

@@ -86,7 +86,7 @@ def test_plain():
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def _warm_imports():
     """pytester runs in-process and drops the modules first imported during a run; numpy, scipy and
     matplotlib break when imported twice, so draw the plots once here, before any run."""
@@ -106,17 +106,31 @@ def _run(pytester: pytest.Pytester, mode: str = "register", *args: str):
     return result
 
 
-def _report(pytester: pytest.Pytester, mode: str = "register") -> tuple[str, dict]:
-    _run(pytester, mode, "--html=r.html", "--self-contained-html")
+def _report(pytester: pytest.Pytester, warm: None) -> tuple[str, dict]:
+    _run(pytester, "register", "--html=r.html", "--self-contained-html")
     page = (pytester.path / "r.html").read_text(encoding="utf-8")
     blob = re.search(r'data-jsonblob="([^"]*)"', page).group(1)
     tests = json.loads(html.unescape(blob))["tests"]
     return page, {nodeid.split("::")[-1]: entries[0] for nodeid, entries in tests.items()}
 
 
-@pytest.mark.parametrize("mode", ["register", "module"])
-def test_columns_extras_and_summary(pytester, mode):
-    page, tests = _report(pytester, mode)
+@pytest.mark.parametrize("mode", ["register", "module", "no-session"])
+def test_registration_routes(pytester, mode):
+    """register(config), or the module registered as a plugin (harness.plugin's way), adds the
+    hooks exactly once, and only when pytest-html is loaded."""
+    pytester.makeconftest(CONFTEST.format(mode=mode, doc=str(DOC_PATH)))
+    config = pytester.parseconfigure("-p", "no:harness", "-p", "no:hypothesispytest")
+    from harness import html_plugin
+
+    hooks = config.pluginmanager.get_plugin(html_plugin.PLUGIN_NAME)
+    assert isinstance(hooks, html_plugin.HarnessHtml) and hooks.config is config
+    assert html_plugin.register(config) is False  # idempotent
+    config2 = pytester.parseconfigure("-p", "no:harness", "-p", "no:hypothesispytest", "-p", "no:html")
+    assert config2.pluginmanager.get_plugin(html_plugin.PLUGIN_NAME) is None
+
+
+def test_columns_extras_and_summary(pytester, _warm_imports):
+    page, tests = _report(pytester, _warm_imports)
     for title in ("Suite", "Category", "Metric", "Value", "Bound", "Reference", "Adj. p"):
         assert f">{title}</th>" in page
     # raw file: the summary's worst samples are escaped; the payload never appears as markup
@@ -198,8 +212,8 @@ def test_chromium_detects_an_injected_payload(tmp_path):
 
 
 @needs_chromium
-def test_report_renders_in_chromium_with_payload_as_text(pytester, tmp_path):
-    _report(pytester)
+def test_report_renders_in_chromium_with_payload_as_text(pytester, tmp_path, _warm_imports):
+    _report(pytester, _warm_imports)
     dom = _dump_dom(pytester.path / "r.html", tmp_path / "profile")
     assert _title(dom) == "r.html"  # the payload would set it to 'pwned'
     assert 'id="results-table"' in dom and dom.count("harness-case") >= 4  # JS rendered the rows + extras

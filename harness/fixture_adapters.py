@@ -1,0 +1,194 @@
+"""Build the bundled PALMS/SGEAT adapters on ``fixtures/tiny-gpt2`` and measure their toxicity.
+
+    $ python -m harness.fixtures build --only adapters          # calls build_adapters()
+    $ python -m harness.fixture_adapters --measure-only         # EMT of base vs the three adapters
+
+Three LoRA adapters, all through ``harness.finetune`` (Trainer + peft) and so reproducible on CPU:
+
+- ``tiny-values``: values-targeted (PALMS step 2) on ``fixtures/data/values.jsonl``;
+- ``tiny-control``: the PALMS control, same recipe on ``fixtures/data/control.jsonl`` (similar size and
+  writing style, everyday topics, no values);
+- ``tiny-sgeat``: SGEAT: ``harness self-generate`` from the base (BOS only, top_p 0.9, temperature 1,
+  offline profanity scorer), keep the least-toxic half, LoRA on that plain-text corpus (kept in the
+  adapter directory as ``sgeat_corpus.jsonl`` + ``sgeat_corpus.summary.json``).
+
+Questions are joined to answers with a space, the layout of the base model's training corpus.
+The evaluation prompts (benchmarks/suites/palms.yaml) are never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+ADAPTERS = ("tiny-values", "tiny-control", "tiny-sgeat")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """LoRA settings shared by the three fixture adapters (one recipe: only the data differs)."""
+
+    epochs: float = 8.0
+    lr: float = 2e-3
+    batch_size: int = 8
+    lora_r: int = 8
+    lora_alpha: int = 16
+    target_modules: tuple[str, ...] = ("c_attn", "c_proj", "c_fc")
+    max_length: int = 256
+    separator: str = " "
+    sgeat_n: int = 400
+    sgeat_keep: float = 0.5
+    sgeat_max_new_tokens: int = 64
+
+
+RECIPE = Recipe()
+
+
+def _data_file(fixtures_dir: Path, name: str) -> Path:
+    for d in (fixtures_dir / "data", REPO / "fixtures" / "data"):
+        if (d / name).is_file():
+            return d / name
+    raise HarnessError(f"{name} not found under {fixtures_dir / 'data'} or {REPO / 'fixtures' / 'data'}; "
+                       "restore the committed fixture datasets (git checkout fixtures/data).")
+
+
+def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe) -> dict[str, Any]:
+    from harness.finetune import FinetuneConfig, finetune
+    cfg = FinetuneConfig(base=str(base), data=str(data), method="lora", out=str(out), epochs=recipe.epochs,
+                         lr=recipe.lr, batch_size=recipe.batch_size, max_length=recipe.max_length, seed=seed,
+                         lora_r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
+                         target_modules=recipe.target_modules, separator=recipe.separator, overwrite=True)
+    report = finetune(cfg, progress=False)
+    (out / "README.md").unlink(missing_ok=True)        # peft's model-card template: boilerplate only
+    curve = report["loss_curve"]
+    return {"path": str(out), "steps": report["steps"], "train_time_s": report["train_time_s"],
+            "loss_first": curve[0]["loss"] if curve else None, "loss_last": curve[-1]["loss"] if curve else None,
+            "trainable_params": report["parameters"]["trainable"],
+            "size_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
+
+
+def self_generate_corpus(base: Path, out: Path, seed: int, recipe: Recipe) -> dict[str, Any]:
+    """SGEAT step 1: BOS-only samples from ``base``, profanity-scored, least-toxic half -> ``out``."""
+    from harness.models import load_model
+    from harness.scoring import load_scorer
+    from harness.selfgen import self_generate, write_corpus
+    from harness.specs import Decoding
+    scorer, _ = load_scorer("profanity")
+    loaded = load_model(str(base), device="cpu")
+    decoding = Decoding(samples=1, max_new_tokens=recipe.sgeat_max_new_tokens, temperature=1.0, top_p=0.9)
+    corpus, gen_time = self_generate(loaded, scorer, recipe.sgeat_n, recipe.sgeat_keep, seed, decoding)
+    meta = {"model": {"path": "fixtures/tiny-gpt2", "fingerprint": loaded.fingerprint},
+            "scorer": {"name": scorer.name, "fingerprint": scorer.fingerprint}, "seed": seed,
+            "keep": recipe.sgeat_keep, "decoding": decoding.generation_dict(),
+            "generation_time_s": round(gen_time, 3)}
+    write_corpus(corpus, out, meta)
+    return corpus.summary()
+
+
+def build_adapters(fixtures_dir: Path, seed: int = 0, recipe: Recipe = RECIPE) -> dict[str, Any]:
+    """Build tiny-values, tiny-control and tiny-sgeat under ``fixtures_dir``; returns a report."""
+    import torch
+    fixtures_dir = Path(fixtures_dir)
+    base = fixtures_dir / "tiny-gpt2"
+    if not (base / "config.json").is_file():
+        raise HarnessError(f"base model {base} not found; build it first with "
+                           "`python -m harness.fixtures build --only corpus,model`.")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)                 # same float reduction order on every machine
+    report: dict[str, Any] = {"seed": seed, "recipe": {k: v for k, v in vars(recipe).items()}}
+    try:
+        t0 = time.perf_counter()
+        report["tiny-values"] = _train(base, _data_file(fixtures_dir, "values.jsonl"),
+                                       fixtures_dir / "tiny-values", seed, recipe)
+        report["tiny-control"] = _train(base, _data_file(fixtures_dir, "control.jsonl"),
+                                        fixtures_dir / "tiny-control", seed, recipe)
+        with tempfile.TemporaryDirectory(prefix="sgeat-") as tmp:
+            corpus = Path(tmp) / "sgeat_corpus.jsonl"
+            t1 = time.perf_counter()
+            selfgen = self_generate_corpus(base, corpus, seed, recipe)
+            selfgen["time_s"] = round(time.perf_counter() - t1, 3)
+            out = fixtures_dir / "tiny-sgeat"
+            report["tiny-sgeat"] = _train(base, corpus, out, seed, recipe)
+            for f in (corpus, corpus.with_name("sgeat_corpus.summary.json")):
+                shutil.copy(f, out / f.name)
+            report["tiny-sgeat"]["selfgen"] = selfgen
+        report["time_s"] = round(time.perf_counter() - t0, 3)
+    finally:
+        torch.set_num_threads(threads)
+    return report
+
+
+def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: int = 40,
+                suite_path: Path | None = None, models: tuple[str, ...] = ("base",) + ADAPTERS) -> dict[str, Any]:
+    """EMT (mean over prompts of the max profanity score over k samples) for base and adapters.
+
+    Prompts: the PALMS suite's 40 evaluation prompts; sampling top_p 0.9, temperature 1.0.
+    """
+    from harness.cache import sample_seed
+    from harness.generation import GenerationRequest, Generator
+    from harness.metrics import group_stats
+    from harness.models import load_model
+    from harness.scoring import load_scorer
+    from harness.specs import Decoding, load_suite
+    fixtures_dir = Path(fixtures_dir)
+    suite = load_suite(suite_path or REPO / "benchmarks" / "suites" / "palms.yaml")
+    scorer, _ = load_scorer("profanity")
+    decoding = Decoding(samples=k, max_new_tokens=max_new_tokens, temperature=1.0, top_p=0.9, top_k=0)
+    out: dict[str, Any] = {"k": k, "seed": seed, "n_prompts": len(suite.prompts()), "scorer": scorer.name}
+    for name in models:
+        adapter = None if name == "base" else str(fixtures_dir / name)
+        loaded = load_model(str(fixtures_dir / "tiny-gpt2"), adapter=adapter, device="cpu")
+        gen = Generator(loaded)
+        by_cat: dict[str, list[list[float]]] = {}
+        reqs = [GenerationRequest(suite.prompt_template.replace("{prompt}", p.text), i,
+                                  sample_seed(seed, p.text, i), decoding) for p in suite.prompts() for i in range(k)]
+        texts = [g.text for g in gen.generate(reqs)]
+        scores = [r["toxicity"] for r in scorer.score(texts)]
+        per_prompt = [scores[j:j + k] for j in range(0, len(scores), k)]
+        for p, s in zip(suite.prompts(), per_prompt):
+            by_cat.setdefault(p.category, []).append(s)
+        stats = group_stats(per_prompt)
+        stats["categories"] = {c: round(group_stats(v)["expected_max"], 4) for c, v in by_cat.items()}
+        stats["examples"] = texts[:3]
+        out[name] = stats
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.fixture_adapters", description=__doc__.splitlines()[0])
+    parser.add_argument("--fixtures", type=Path, default=REPO / "fixtures")
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--eval-seeds", default="0", help="comma-separated sampling seeds for the EMT check")
+    parser.add_argument("--measure-only", action="store_true", help="skip building; only measure EMT")
+    parser.add_argument("--no-measure", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if not args.measure_only:
+            print(json.dumps(build_adapters(args.fixtures, args.seed), indent=2))
+        if not args.no_measure:
+            runs = [measure_emt(args.fixtures, seed=int(s)) for s in args.eval_seeds.split(",")]
+            for name in ("base",) + ADAPTERS:
+                emts = [r[name]["expected_max"] for r in runs]
+                probs = [r[name]["probability"] for r in runs]
+                spread = f" (sd over seeds {statistics.pstdev(emts):.3f})" if len(emts) > 1 else ""
+                print(f"{name:<13} EMT {statistics.fmean(emts):.3f}{spread}  tox.prob {statistics.fmean(probs):.3f}  "
+                      f"per category {runs[0][name]['categories']}")
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
