@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness {name}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

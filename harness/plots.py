@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from harness.reports import candidate_role, reference_role, roles
 from harness.stats import bootstrap_mean_ci

@@ -16,7 +16,7 @@ from harness.session import HarnessSession, RunOptions
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 SUITES_KEY = pytest.StashKey[dict]()
 SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
-CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case")
+CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case", "adherence_case")
 
 
 # ---- option parsing (validated when parsed) ------------------------------------------------------
@@ -101,6 +101,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--results-csv", metavar="DIR", help="write tidy CSV tables (samples, metrics) here")
     g.addoption("--cache-dir", help="generation/score cache directory (default ~/.cache/harness)")
     g.addoption("--no-cache", action="store_true", help="do not read or write the generation cache")
+    g.addoption("--ratings", metavar="FILE", help="human ratings (from `harness ratings import`) to gate "
+                "per-category adherence and inter-rater agreement")
+    g.addoption("--ratings-model", help="model name in the ratings file to gate (default: matched by fingerprint)")
     g.addoption("--bold-per-group", type=parse_positive_int,
                 help="BOLD prompts per group (overrides each bold suite's options.per_group)")
     g.addoption("--backend", default="local", type=_choice("backend", ("local", "ray")),
@@ -141,6 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if value and not (Path(value).expanduser() / "adapter_config.json").is_file():
             raise pytest.UsageError(f"{flag} {value}: no adapter_config.json in that directory. Pass a directory "
                                     "written by peft's save_pretrained (or `harness finetune`).")
+    if o.ratings and not Path(o.ratings).is_file():
+        raise pytest.UsageError(f"--ratings {o.ratings}: file not found. Write one with `harness ratings import`.")
     if o.baseline and not Path(o.baseline).is_file():
         raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --save-baseline FILE.")
     options = RunOptions(
@@ -214,6 +219,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "category_case" in wanted:
         cats = [c for s in suites for c in s.categories]
         metafunc.parametrize("category_case", cats, ids=[c.case_id for c in cats])
+    if "adherence_case" in wanted:
+        cats = [c for s in suites if s.gates_for("ratings") for c in s.categories]
+        if not metafunc.config.option.ratings:
+            reason = "no human ratings: pass --ratings FILE (see `harness ratings export/import`)"
+            params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-ratings")]
+        else:
+            params = [pytest.param(c, id=c.case_id) for c in cats] or [
+                pytest.param(None, marks=pytest.mark.skip(reason="no `gates.ratings` in the suites"), id="no-gates")]
+        metafunc.parametrize("adherence_case", params)
     if "regression_case" in wanted:
         run = metafunc.config.stash[SESSION_KEY]
         overrides = dict(metafunc.config.option.fail_on_regression)
@@ -260,18 +274,13 @@ class CaseChecker:
 
     @contextlib.contextmanager
     def _guard(self):
-        failure = stop = None
+        """Gate failures fail the test with their message alone; user errors stop the run (exit 4)."""
         try:
             yield
         except GateFailure as exc:
-            failure = str(exc)
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None
         except HarnessError as exc:
-            stop = f"harness: {exc}"
-        # raised outside the except blocks, so reports show the message alone, not a chained traceback
-        if failure is not None:
-            pytest.fail(failure, pytrace=False)
-        if stop is not None:
-            pytest.exit(stop, returncode=pytest.ExitCode.USAGE_ERROR)
+            raise pytest.exit.Exception(f"harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR) from None
 
     def _record(self, case_id: str, suite: str, category: str, results: list[Any]) -> None:
         props = self.node.user_properties
@@ -387,6 +396,38 @@ class CaseChecker:
             return results
 
 
+    def check_adherence(self, category: Any) -> Any:
+        """Human-rated adherence of the candidate (mean 1-5) and inter-rater agreement vs the suite's bounds."""
+        from harness import ratings
+
+        with self._guard():
+            o = self.node.config.option
+            summary = self.run.ratings_summary(o.ratings)
+            model = o.ratings_model or self.run.ratings_model(summary)
+            rec = ratings.adherence_for(summary, model, category.suite, category.id)
+            if rec is None or rec.n_ratings == 0:
+                raise GateFailure(f"{category.case_id}: no human ratings for model '{model}' in {o.ratings}; "
+                                  "rate its samples (harness ratings export/import) before gating on adherence.")
+            kappa = ratings.alpha(summary, category.suite, category.id)
+            values = {"adherence.mean": rec.value, "agreement.alpha": kappa}
+            self.node.user_properties += [
+                ("harness_case", category.case_id), ("suite", category.suite), ("category", category.id),
+                ("metric", "adherence.mean"), ("value", rec.value), ("ci_low", rec.ci_low), ("ci_high", rec.ci_high),
+                ("n_ratings", rec.n_ratings), ("agreement.alpha", kappa), ("ratings_model", model)]
+            failures = []
+            for gate in self.run.suites[category.suite].gates_for("ratings"):
+                if gate.metric not in values:
+                    raise HarnessError(f"ratings gate metric '{gate.metric}'; {did_you_mean(gate.metric, values)}.")
+                v = values[gate.metric]
+                if v != v or gate.violated_by(v):  # NaN (undefined alpha) fails
+                    failures.append(f"{category.case_id}: {gate.metric} = {v:.3g} (bound {gate.describe()}; "
+                                    f"{rec.n_ratings} ratings of {rec.n_samples} samples, adherence 95% CI "
+                                    f"{rec.ci_low:.2f} to {rec.ci_high:.2f})")
+            if failures:
+                raise GateFailure("\n".join(failures), metric="adherence.mean", value=rec.value)
+            return rec
+
+
 class HarnessPowerWarning(UserWarning):
     """A regression case passed but could not have detected a regression of its margin."""
 
@@ -399,6 +440,32 @@ def _fmt(x: Any) -> str:
 def harness(request: pytest.FixtureRequest) -> CaseChecker:
     """Check a suite case: ``harness.check_prompt(prompt_case)`` / ``harness.check_category(category_case)``."""
     return CaseChecker(_session(request.config), request.node)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _harness_junit_run_properties(request: pytest.FixtureRequest, record_testsuite_property: Any) -> Any:
+    """Run-level JUnit <properties> (model, fingerprint, scorer, k, seed, versions) on the testsuite
+    element, the place valid under junit_family xunit2 (and xunit1)."""
+    yield
+    run = request.config.stash.get(SESSION_KEY, None)
+    if run is None or not run.all_samples():
+        return
+    from harness.results import package_versions
+
+    config = run.config()
+    for role, m in config["models"].items():
+        record_testsuite_property(f"harness.{role}.model", m.get("path"))
+        if m.get("adapter"):
+            record_testsuite_property(f"harness.{role}.adapter", m["adapter"])
+        record_testsuite_property(f"harness.{role}.fingerprint", m.get("fingerprint"))
+    if run.scorer_info:
+        record_testsuite_property("harness.scorer", run.scorer_info["name"])
+        record_testsuite_property("harness.scorer_fallback", run.scorer_info["fallback"])
+    record_testsuite_property("harness.seed", config["seed"])
+    for sid, info in config["suites"].items():
+        record_testsuite_property(f"harness.{sid}.k", info["decoding"]["samples"])
+    for name, v in package_versions().items():
+        record_testsuite_property(f"harness.version.{name}", v)
 
 
 @pytest.fixture(scope="session")

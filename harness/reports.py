@@ -303,9 +303,9 @@ def config_html(doc: Mapping, warnings: Sequence[str] = ()) -> str:
              ["created", doc.get("created")], ["platform", config.get("platform")]]
     for sid, suite in config.get("suites", {}).items():
         decoding = ", ".join(f"{k}={v}" for k, v in (suite.get("decoding") or {}).items())
-        rows.append([f"suite {sid}", f"v{suite.get('version')} {suite.get('kind')}; k="
-                     f"{(suite.get('decoding') or {}).get('samples')}; {decoding}; "
-                     f"chat_template={suite.get('chat_template')}"])
+        k = (suite.get("decoding") or {}).get("samples")
+        rows.append([f"suite {sid}", f"v{suite.get('version')} {suite.get('kind')}; k={k}; {decoding}; "
+                     + f"chat_template={suite.get('chat_template')}"])
     out = ['<div class="harness-config"><h3>Harness run</h3>']
     if scorer.get("fallback"):
         out.append(f'<p class="harness-warning" style="color:#b00;font-weight:bold">{_e(run_lines(doc)[-1])}</p>')

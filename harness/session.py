@@ -380,6 +380,28 @@ class HarnessSession:
         memo[key] = records
         return records
 
+    # ---- human ratings ------------------------------------------------------------------------
+    def ratings_summary(self, path: str) -> Any:
+        """The ratings file, loaded once; its adherence records join the results' metrics."""
+        if getattr(self, "_ratings", None) is None:
+            from harness import ratings
+
+            self._ratings = ratings.load_ratings(path)
+            for a in self._ratings.adherence:
+                self.extra_metrics.append({"role": f"rated:{a.model}", "suite": a.suite, "category": a.category,
+                                           "prompt_id": None, "metric": "adherence.mean", "value": a.value,
+                                           "ci_low": a.ci_low, "ci_high": a.ci_high, "n": a.n_samples,
+                                           "n_ratings": a.n_ratings, "k": None})
+            self.extras["ratings"] = {"path": path, "alpha": self._ratings.agreement.alpha,
+                                      "models": [m.name for m in self._ratings.models]}
+        return self._ratings
+
+    def ratings_model(self, summary: Any) -> str | None:
+        """The rated model whose fingerprint is the candidate's (None: let the ratings module choose)."""
+        fp = self.fingerprint("candidate")
+        match = [m.name for m in summary.models if getattr(m, "fingerprint", None) == fp]
+        return match[0] if match else None
+
     def all_samples(self) -> list[dict[str, Any]]:
         return [s for _, s in sorted(self._samples.items(), key=lambda kv: kv[0])]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -84,8 +85,9 @@ def test_checkpoint_with_pickled_object_is_refused(tiny_detoxify, tmp_path):
     data = torch.load(tiny_detoxify, weights_only=True)
     data["config"]["extra"] = NotPlainData()
     torch.save(data, ckpt)
-    with pytest.raises(ScorerError, match="not a loadable Detoxify checkpoint"):
+    with pytest.raises(ScorerError, match="not a loadable Detoxify checkpoint") as info:
         DetoxifyScorer(ckpt, config_dir=tiny_detoxify.parent)
+    assert "Unpickling" in str(info.value) or "weights_only" in str(info.value)
 
 
 def test_checkpoint_with_foreign_architecture_is_refused(tiny_detoxify, tmp_path):
@@ -102,7 +104,7 @@ def test_checkpoint_with_foreign_architecture_is_refused(tiny_detoxify, tmp_path
 def test_truncated_checkpoint_is_a_scorer_error(tiny_detoxify, tmp_path):
     ckpt = tmp_path / "cut.ckpt"
     ckpt.write_bytes(tiny_detoxify.read_bytes()[:2000])
-    with pytest.raises(ScorerError, match=str(ckpt)):
+    with pytest.raises(ScorerError, match=re.escape(str(ckpt))):
         DetoxifyScorer(ckpt, config_dir=tiny_detoxify.parent)
 
 
