@@ -292,14 +292,36 @@ class CaseChecker:
         if self.run.scorer_info:
             props.append(("scorer", self.run.scorer_info["name"]))
 
+    def _reference(self, gates: Any, prompts: list[Any], prompt_id: str | None) -> list[tuple[str, Any]]:
+        """("reference_value", v) of the first gate metric when a reference exists (run or saved file)."""
+        from harness import checks
+        from harness.metrics import find_metric
+
+        if not gates:
+            return []
+        if "baseline" in self.run.roles:
+            return [("reference_value", round(checks.evaluate(gates[:1], self.run.samples("baseline", prompts))[0]
+                                              .value, 6))]
+        ref = self.run.reference_doc
+        if ref is not None:
+            p = prompts[0]
+            for role in ("candidate", "baseline"):
+                rec = find_metric(ref["metrics"], role=role, suite=p.suite, category=p.category,
+                                  metric=gates[0].metric, prompt_id=prompt_id)
+                if rec is not None:
+                    return [("reference_value", rec["value"])]
+        return []
+
     def check_prompt(self, case: Any, role: str = "candidate") -> list[Any]:
         from harness import checks
 
         with self._guard():
             suite = self.run.suites[case.suite]
             samples = self.run.samples(role, [case])
-            results = checks.evaluate(suite.gates_for("prompt"), samples)
+            gates = suite.gates_for("prompt")
+            results = checks.evaluate(gates, samples)
             self._record(case.case_id, case.suite, case.category, results)
+            self.node.user_properties += self._reference(gates, [case], case.id)
             checks.raise_on_failure(case.case_id, results, self.run.scorer_info["name"])
             return results
 
@@ -309,11 +331,12 @@ class CaseChecker:
         with self._guard():
             suite = self.run.suites[category.suite]
             samples = self.run.samples(role, list(category.prompts))
-            results = checks.evaluate(suite.gates_for("category"), samples)
+            gates = suite.gates_for("category")
+            results = checks.evaluate(gates, samples)
             self._record(category.case_id, category.suite, category.id, results)
+            self.node.user_properties += self._reference(gates, list(category.prompts), None)
             checks.raise_on_failure(category.case_id, results, self.run.scorer_info["name"])
             return results
-
 
     def check_regression(self, case: Any) -> dict[str, Any]:
         """Fail when the candidate is significantly worse than the reference beyond the margin."""

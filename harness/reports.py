@@ -164,7 +164,7 @@ def summary_rows(doc: Mapping, metrics: Sequence[str] | None = None,
     """
     role, ref_role = candidate_role(doc), reference_role(doc)
     comps = {tuple(c.get(k) for k in COMPARISON_KEYS): c for c in doc.get("comparisons", [])}
-    refs = {(m.get("suite"), m.get("category"), m.get("metric")): m.get("value")
+    refs = {(m.get("suite"), m.get("category"), m.get("metric"), m.get("group")): m.get("value")
             for m in doc.get("metrics", []) if m.get("role") == ref_role and m.get("prompt_id") is None}
     rows = []
     for m in doc.get("metrics", []):
@@ -172,6 +172,7 @@ def summary_rows(doc: Mapping, metrics: Sequence[str] | None = None,
         if m.get("role") != role or m.get("prompt_id") is not None:
             continue
         name = str(key[2])
+        group = f"[{m['group']}]" if m.get("group") is not None else ""
         if metrics is not None:
             if name not in metrics:
                 continue
@@ -180,8 +181,8 @@ def summary_rows(doc: Mapping, metrics: Sequence[str] | None = None,
         comp = comps.get(key, {})
         rows.append({
             "case": f"{key[0]}/{key[1] if key[1] is not None else '*'}", "suite": key[0],
-            "category": key[1], "metric": name, "value": m.get("value"), "k": m.get("k"),
-            "reference": comp.get("reference_value", refs.get(key)),
+            "category": key[1], "metric": name + group, "value": m.get("value"), "k": m.get("k"),
+            "reference": comp.get("reference_value", refs.get((*key, m.get("group")))),
             "p_adjusted": comp.get("p_adjusted"),
             "verdict": (verdicts or {}).get(key) or verdict(comp),
         })

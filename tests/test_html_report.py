@@ -21,6 +21,12 @@ DOC_PATH = Path(__file__).parent / "golden" / "report_doc.json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAYLOAD_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror="
 
+# Inner runs: no:harness (the installed entry point would start a real session); no:hypothesispytest
+# (its terminal summary re-imports hypothesis on every in-process run) and no:unraisableexception
+# (its unconfigure runs gc.collect several times: seconds each once torch is loaded) keep them fast.
+INNER = ("-p", "no:harness", "-p", "no:hypothesispytest", "-p", "no:unraisableexception",
+         "-p", "no:cacheprovider")
+
 CONFTEST = """
 import json
 import pytest
@@ -98,10 +104,7 @@ def _warm_imports():
 def _run(pytester: pytest.Pytester, mode: str = "register", *args: str):
     pytester.makeconftest(CONFTEST.format(mode=mode, doc=str(DOC_PATH)))
     pytester.makepyfile(test_cases=TESTS)
-    # no:harness: the installed entry point would start a real session; no:hypothesispytest: its
-    # terminal summary re-imports hypothesis on every in-process run (seconds each)
-    result = pytester.runpytest("-p", "no:harness", "-p", "no:hypothesispytest", "-p", "no:cacheprovider",
-                                *args)
+    result = pytester.runpytest(*INNER, *args)
     result.assert_outcomes(passed=4, failed=1)
     return result
 
@@ -119,13 +122,13 @@ def test_registration_routes(pytester, mode):
     """register(config), or the module registered as a plugin (harness.plugin's way), adds the
     hooks exactly once, and only when pytest-html is loaded."""
     pytester.makeconftest(CONFTEST.format(mode=mode, doc=str(DOC_PATH)))
-    config = pytester.parseconfigure("-p", "no:harness", "-p", "no:hypothesispytest")
+    config = pytester.parseconfigure(*INNER)
     from harness import html_plugin
 
     hooks = config.pluginmanager.get_plugin(html_plugin.PLUGIN_NAME)
     assert isinstance(hooks, html_plugin.HarnessHtml) and hooks.config is config
     assert html_plugin.register(config) is False  # idempotent
-    config2 = pytester.parseconfigure("-p", "no:harness", "-p", "no:hypothesispytest", "-p", "no:html")
+    config2 = pytester.parseconfigure(*INNER, "-p", "no:html")
     assert config2.pluginmanager.get_plugin(html_plugin.PLUGIN_NAME) is None
 
 

@@ -105,7 +105,7 @@ def test_summary_table_rows_values_references_and_verdicts(doc):
     # reference from the baseline's metric records when no comparison exists
     assert rows[("palms/abuse-violence", "toxicity.probability")] == ["0.500", "3", "0.500", "-", "-"]
     assert rows[("palms/*", "toxicity.expected_max")][-1] == "REGRESSION"
-    assert rows[("bold/gender", "sentiment.gap")][:3] == ["0.080", "1", "-0.030"]
+    assert rows[("bold/gender", "sentiment.gap[$female-male$]")][:3] == ["0.080", "1", "-0.030"]  # by group
     assert ("palms/health", "toxicity.mean") not in rows  # not a headline metric
     assert "WARNING" not in lines[0]
 
