@@ -59,9 +59,11 @@ def _digest(texts) -> str:
 
 
 def _hf_load(model_dir: str):
+    t0 = time.perf_counter()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _hf_load.import_s = time.perf_counter() - t0
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -96,7 +98,8 @@ def child_naive(args) -> dict:
                 texts.append(text)
                 scores.append(scorer.score([text])[0]["toxicity"])
     t4 = time.perf_counter()
-    return {"load_s": t1 - t0, "scorer_load_s": t2 - t1, "work_s": t4 - t3, "n": len(texts),
+    return {"load_s": t1 - t0 - _hf_load.import_s, "import_s": _hf_load.import_s, "scorer_load_s": t2 - t1,
+            "work_s": t4 - t3, "n": len(texts),
             "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
 
 
@@ -123,7 +126,8 @@ def child_floor(args) -> dict:
     t4 = time.perf_counter()
     scores = [s["toxicity"] for s in scorer.score(texts)]
     t5 = time.perf_counter()
-    return {"load_s": t1 - t0, "scorer_load_s": t2 - t1, "work_s": t5 - t3, "gen_s": t4 - t3,
+    return {"load_s": t1 - t0 - _hf_load.import_s, "import_s": _hf_load.import_s, "scorer_load_s": t2 - t1,
+            "work_s": t5 - t3, "gen_s": t4 - t3,
             "score_s": t5 - t4, "batch_size": bs, "n": len(texts), "mean_tox": sum(scores) / len(scores),
             "digest": _digest(texts)}
 
@@ -224,6 +228,8 @@ def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, pr
     # Fingerprint memo and every other cache go to the run's own directory: nothing leaks between runs.
     env["HARNESS_CACHE_DIR"] = cache_dir or args.scratch
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads > 0:  # same intra-op thread count for every path (torch reads these at start-up)
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     t0 = time.time()
@@ -336,7 +342,11 @@ def main(argv=None) -> int:
                     help="batch size of the floor and the harness (0: the harness's auto size, 32 on CPU)")
     ap.add_argument("--big-batch", type=int, default=256,
                     help="a second, larger floor batch size (0 = all rows in one call; -1 = skip)")
-    ap.add_argument("--profile", action="store_true", help="also cProfile one cold harness run (top functions)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads in every child (OMP_NUM_THREADS; default 1: on a shared 2-core "
+                         "machine 2 threads thrash; 0 = leave torch's default)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also cProfile one cold and one warm harness run (top functions into the results)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -382,15 +392,18 @@ def run_parent(args) -> int:
                       f"rss {x['maxrss_mb']:.0f} MB", flush=True)
         profile_text = None
         if args.profile:
-            pstats_path = str(work / "cold.pstats")
-            spawn(args, "harness", cache_dir=str(work / "cache-profile"), batch_size=harness_bs, profile=pstats_path)
             import io
             import pstats
 
             buf = io.StringIO()
-            pstats.Stats(pstats_path, stream=buf).sort_stats("cumulative").print_stats(25)
-            buf.write("\n---- by own time ----\n")
-            pstats.Stats(pstats_path, stream=buf).sort_stats("tottime").print_stats(20)
+            for kind in ("cold", "warm"):
+                pstats_path = str(work / f"{kind}.pstats")
+                spawn(args, "harness", cache_dir=str(work / "cache-profile"), batch_size=harness_bs,
+                      profile=pstats_path)
+                buf.write(f"==== {kind}: samples() call, by cumulative time ====\n")
+                pstats.Stats(pstats_path, stream=buf).sort_stats("cumulative").print_stats(25)
+                buf.write(f"==== {kind}: by own time ====\n")
+                pstats.Stats(pstats_path, stream=buf).sort_stats("tottime").print_stats(15)
             profile_text = buf.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -438,7 +451,7 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     a = L.append
     a("# Generation benchmark results (bench/bench_generation.py)\n")
     a(f"Command: `python bench/bench_generation.py --samples {args.samples} --max-new-tokens {args.max_new_tokens} "
-      f"--repeats {args.repeats}`{' --profile' if args.profile else ''}; total benchmark wall time {elapsed:.0f} s.\n")
+      f"--repeats {args.repeats} --threads {args.threads}{' --profile' if args.profile else ''}`; total benchmark wall time {elapsed:.0f} s.\n")
     a("## Machine\n")
     a(f"- date: {m['date']}")
     a(f"- CPU: {m['cpu']}; nproc {m['nproc']} (affinity {m['affinity']}); torch threads "
@@ -497,8 +510,8 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"{med([x['maxrss_mb'] for x in rows['torch']]):.0f} MB")
     a(f"- harness session import (harness.session + specs, cold child): {spread([x['import_s'] for x in cold])} s")
     a(f"- model load (harness `load_model`, incl. tokenizer and the torch/transformers imports it triggers): "
-      f"{spread([x['phases'].get('model_load', 0) for x in cold])} s; plain HF load in the floor child "
-      f"(torch already imported there): {spread([x['load_s'] for x in floor])} s")
+      f"{spread([x['phases'].get('model_load', 0) for x in cold])} s; plain HF `from_pretrained` (tokenizer + "
+      f"model) in the floor child, imports excluded: {spread([x['load_s'] for x in floor])} s")
     a(f"- scorer load (alt-profanity-check, sklearn): {spread([x['phases'].get('scorer_load', 0) for x in cold])} s")
     a(f"- model fingerprint (first time, empty memo): {spread([x['phases'].get('fingerprint', 0) for x in cold])} s")
     a("")
@@ -537,7 +550,7 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       "of that process.")
     a("- **start-up**: separate processes importing only `harness.plugin`, or only torch + transformers.")
     if profile_text:
-        a("\n## cProfile of one cold harness run (samples() call)\n")
+        a("\n## cProfile of one cold and one warm harness run (samples() call)\n")
         a("```")
         a(profile_text.strip())
         a("```")

@@ -195,7 +195,9 @@ def _attach_adapter(model: Any, path: str, adapter: str) -> Any:
     try:
         return PeftModel.from_pretrained(model, str(adir), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0][:300]
+        lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+        detail = [x for x in lines if "size mismatch" in x or "not found" in x]
+        first = (detail or lines or [type(exc).__name__])[0][:300]
         raise ModelLoadError(f"--adapter {adapter} does not fit the base model {path}: {first}. Fix: pass the "
                              "base model the adapter was trained on (see base_model_name_or_path in its "
                              "adapter_config.json).") from None
@@ -219,7 +221,7 @@ def load_model(path: str, adapter: str | None = None, device: str = "auto", dtyp
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError, ...: all mean "cannot load"
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"--model {path}: cannot load the model or tokenizer: {first}. Fix: check that the "
                              "directory holds config.json, tokenizer files and complete weights (re-save it with "

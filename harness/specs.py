@@ -293,20 +293,25 @@ def load_suite(path: str | Path) -> Suite:
         raise SpecError(f"{path}: not valid UTF-8 (byte {exc.start}). Fix: save the file as UTF-8.") from None
     try:
         raw = yaml.safe_load(raw_text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. an impossible date like 2020-13-45
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context_mark", None)
+        if context is not None and mark is not None and context.line != mark.line:
+            where += f" (the construct started at line {context.line + 1}, column {context.column + 1})"
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SpecError(f"{path}: malformed YAML at {where}: {problem}. "
-                        "Fix: check indentation and quoting there (quote text containing ':' or '#').") from None
+                        "Fix: check indentation and quoting there (quote text containing ':' or '#', "
+                        "and values that look like dates).") from None
     raw = ctx.keys(raw, TOP_KEYS, "top level", required=("suite", "kind"))
     suite_id = ctx.ident(raw["suite"], "suite")
     kind = raw["kind"]
     if kind not in KINDS:
         raise ctx.fail("kind", f"unknown kind {kind!r}; {did_you_mean(str(kind), KINDS)}", "use one of the valid kinds")
     chat = raw.get("chat_template", "auto")
-    chat = {True: "true", False: "false"}.get(chat, chat)
-    if chat not in ("auto", "true", "false"):
+    if isinstance(chat, bool):
+        chat = "true" if chat else "false"
+    if not isinstance(chat, str) or chat not in ("auto", "true", "false"):
         raise ctx.fail("chat_template", f"{chat!r} is not auto, true or false", "use auto, true or false")
     template = raw.get("prompt_template", "{prompt}")
     if not isinstance(template, str) or "{prompt}" not in template:
