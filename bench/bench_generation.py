@@ -77,46 +77,40 @@ def _sampling(args, tok) -> dict:
                 max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
 
 
-def child_naive(args) -> dict:
-    """One generate call per prompt (k sequences each), the scorer called once per text."""
-    t0 = time.perf_counter()
-    torch, tok, model = _hf_load(args.model)
-    t1 = time.perf_counter()
-    from harness.scoring import ProfanityScorer
+class PeakRSS:
+    """Samples this process's resident set (/proc/self/statm) every 20 ms: the peak of each phase."""
 
-    scorer = ProfanityScorer()
-    t2 = time.perf_counter()
-    suite, prompts = _prompts(args)
-    torch.manual_seed(args.seed)
-    texts, scores = [], []
-    t3 = time.perf_counter()
-    with torch.inference_mode():
-        for p in prompts:
-            enc = tok(p, return_tensors="pt")
-            out = model.generate(**enc, num_return_sequences=args.samples, **_sampling(args, tok))
-            for text in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True):
-                texts.append(text)
-                scores.append(scorer.score([text])[0]["toxicity"])
-    t4 = time.perf_counter()
-    return {"load_s": t1 - t0 - _hf_load.import_s, "import_s": _hf_load.import_s, "scorer_load_s": t2 - t1,
-            "work_s": t4 - t3, "n": len(texts),
-            "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
+    def __init__(self) -> None:
+        import threading
+
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def now(self) -> float:
+        try:
+            return int(Path("/proc/self/statm").read_text().split()[1]) * self.page / 2**20
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.now())
+
+    def reset(self) -> float:
+        """The peak since the last reset (MB), then start a new phase."""
+        peak, self.peak = max(self.peak, self.now()), self.now()
+        return peak
 
 
-def child_floor(args) -> dict:
+def _run_floor(args, torch, tok, model, scorer, prompts, bs) -> dict:
     """Length-sorted fixed-size left-padded batches over all prompts x k, one batched score call."""
-    t0 = time.perf_counter()
-    torch, tok, model = _hf_load(args.model)
-    t1 = time.perf_counter()
-    from harness.scoring import ProfanityScorer
-
-    scorer = ProfanityScorer()
-    t2 = time.perf_counter()
-    suite, prompts = _prompts(args)
     torch.manual_seed(args.seed)
     t3 = time.perf_counter()
     rows = sorted((p for p in prompts for _ in range(args.samples)), key=lambda p: len(tok(p)["input_ids"]))
-    bs = args.batch_size if args.batch_size > 0 else len(rows)
+    bs = bs if bs > 0 else len(rows)
     texts = []
     with torch.inference_mode():
         for start in range(0, len(rows), bs):
@@ -126,15 +120,63 @@ def child_floor(args) -> dict:
     t4 = time.perf_counter()
     scores = [s["toxicity"] for s in scorer.score(texts)]
     t5 = time.perf_counter()
-    return {"load_s": t1 - t0 - _hf_load.import_s, "import_s": _hf_load.import_s, "scorer_load_s": t2 - t1,
-            "work_s": t5 - t3, "gen_s": t4 - t3,
-            "score_s": t5 - t4, "batch_size": bs, "n": len(texts), "mean_tox": sum(scores) / len(scores),
-            "digest": _digest(texts)}
+    return {"work_s": t5 - t3, "gen_s": t4 - t3, "score_s": t5 - t4, "batch_size": bs, "n": len(texts),
+            "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
+
+
+def _run_naive(args, torch, tok, model, scorer, prompts, bs) -> dict:
+    """One generate call per prompt (k sequences each), the scorer called once per text."""
+    torch.manual_seed(args.seed)
+    texts, scores, score_s = [], [], 0.0
+    t3 = time.perf_counter()
+    with torch.inference_mode():
+        for p in prompts:
+            enc = tok(p, return_tensors="pt")
+            out = model.generate(**enc, num_return_sequences=args.samples, **_sampling(args, tok))
+            for text in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True):
+                texts.append(text)
+                ts = time.perf_counter()
+                scores.append(scorer.score([text])[0]["toxicity"])
+                score_s += time.perf_counter() - ts
+    t4 = time.perf_counter()
+    return {"work_s": t4 - t3, "gen_s": t4 - t3 - score_s, "score_s": score_s, "n": len(texts),
+            "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
+
+
+def child_baselines(args) -> dict:
+    """Load the model and scorer once, then run the hand-written paths in --paths order (e.g. floor:32,naive)."""
+    rss = PeakRSS()
+    t0 = time.perf_counter()
+    torch, tok, model = _hf_load(args.model)
+    t1 = time.perf_counter()
+    from harness.scoring import ProfanityScorer
+
+    scorer = ProfanityScorer()
+    t2 = time.perf_counter()
+    suite, prompts = _prompts(args)
+    out = {"load_s": t1 - t0 - _hf_load.import_s, "import_s": _hf_load.import_s, "scorer_load_s": t2 - t1,
+           "load_rss_mb": rss.reset()}
+    for spec in args.paths.split(","):
+        name, _, bs = spec.partition(":")
+        res = {"floor": _run_floor, "naive": _run_naive}[name](args, torch, tok, model, scorer, prompts,
+                                                              int(bs or 0))
+        res["peak_rss_mb"] = rss.reset()
+        out[spec] = res
+    return out
 
 
 def child_harness(args) -> dict:
-    """HarnessSession.samples over the whole suite; cold or warm depending on the cache dir's content."""
+    """HarnessSession.samples over the whole suite; cold or warm depending on the cache dir's content.
+
+    With --preimport (cold runs), torch and transformers are imported before the timed call, as in the
+    baselines child, so that the work figure excludes imports there and here alike.
+    """
+    rss = PeakRSS()
     t0 = time.perf_counter()
+    if args.preimport:
+        import torch  # noqa: F401
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    tp = time.perf_counter()
     from harness.session import HarnessSession, RunOptions
     from harness.specs import load_suite
 
@@ -164,7 +206,8 @@ def child_harness(args) -> dict:
     texts = [s["text"] for s in samples]
     session.close()
     gen_batch = role.generator.batch_size if role.generator is not None else None
-    return {"import_s": t1 - t0, "setup_s": t2 - t1, "call_s": t3 - t2, "work_s": t3 - t2 - load, "phases": ph,
+    return {"preimport_s": tp - t0, "import_s": t1 - tp, "setup_s": t2 - t1, "call_s": t3 - t2,
+            "work_s": t3 - t2 - load, "phases": ph, "peak_rss_mb": rss.reset(),
             "model_loaded": role.loaded is not None, "scorer_loaded": bool(handle and handle._scorer is not None),
             "generated": role.generated, "cached": role.cached, "batch_size": gen_batch,
             "n": len(samples), "mean_tox": sum(s["scores"]["toxicity"] for s in samples) / len(samples),
@@ -196,7 +239,7 @@ def child_noop(args) -> dict:
     return {}
 
 
-CHILDREN = {"naive": child_naive, "floor": child_floor, "harness": child_harness, "imports": child_imports,
+CHILDREN = {"baselines": child_baselines, "harness": child_harness, "imports": child_imports,
             "torch": child_torch, "noop": child_noop}
 
 
@@ -215,7 +258,8 @@ def _torch_threads():
 
 
 # ======================================================================================== parent
-def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, profile: str | None = None) -> dict:
+def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, profile: str | None = None,
+          paths: str | None = None, preimport: bool = False) -> dict:
     """Run one child process; returns its JSON plus whole-process wall time and interpreter start-up."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--model", args.model,
            "--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
@@ -224,6 +268,10 @@ def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, pr
         cmd += ["--cache-dir", cache_dir]
     if profile:
         cmd += ["--profile-to", profile]
+    if paths:
+        cmd += ["--paths", paths]
+    if preimport:
+        cmd += ["--preimport"]
     env = dict(os.environ)
     # Fingerprint memo and every other cache go to the run's own directory: nothing leaks between runs.
     env["HARNESS_CACHE_DIR"] = cache_dir or args.scratch
@@ -351,6 +399,8 @@ def main(argv=None) -> int:
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
     ap.add_argument("--profile-to", help=argparse.SUPPRESS)
+    ap.add_argument("--paths", help=argparse.SUPPRESS)
+    ap.add_argument("--preimport", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         run_child_main(args)
@@ -371,8 +421,11 @@ def run_parent(args) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-gen-"))
     args.scratch = str(work / "scratch")
     harness_bs = args.batch_size  # 0 = auto
-    floor_bs = args.batch_size or 32
-    rows = {"noop": [], "imports": [], "torch": [], "naive": [], "floor": [], "floor_big": [], "cold": [], "warm": []}
+    floor_spec = f"floor:{args.batch_size or 32}"
+    big_spec = f"floor:{args.big_batch}"
+    rows: dict[str, list] = {k: [] for k in ("noop", "imports", "torch", "cold", "warm", "baselines", "floor",
+                                             "naive", "floor_big", "cold_big")}
+    profile_text = None
     try:
         for r in range(args.repeats):
             print(f"repeat {r + 1}/{args.repeats} (load {loadavg()})", flush=True)
@@ -380,17 +433,23 @@ def run_parent(args) -> int:
             rows["imports"].append(spawn(args, "imports"))
             rows["torch"].append(spawn(args, "torch"))
             cache = str(work / f"cache-{r}")
-            rows["cold"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs))
+            rows["cold"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs, preimport=True))
             rows["warm"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs))
-            rows["floor"].append(spawn(args, "floor", batch_size=floor_bs))
-            if args.big_batch >= 0:
-                rows["floor_big"].append(spawn(args, "floor", batch_size=args.big_batch))
-            rows["naive"].append(spawn(args, "naive"))
-            for name in ("cold", "warm", "floor", "naive"):
-                x = rows[name][-1]
-                print(f"  {name:6s} work {x['work_s']:.3f} s  process {x['process_s']:.2f} s  "
-                      f"rss {x['maxrss_mb']:.0f} MB", flush=True)
-        profile_text = None
+            once = r == 0 and args.big_batch >= 0
+            paths = [floor_spec, "naive"] + ([big_spec] if once else [])
+            b = spawn(args, "baselines", paths=",".join(paths))
+            rows["baselines"].append(b)
+            rows["floor"].append(b[floor_spec])
+            rows["naive"].append(b["naive"])
+            if once:
+                rows["floor_big"].append(b[big_spec])
+                rows["cold_big"].append(spawn(args, "harness", cache_dir=str(work / "cache-big"),
+                                              batch_size=args.big_batch, preimport=True))
+            c, wm, f, n = rows["cold"][-1], rows["warm"][-1], rows["floor"][-1], rows["naive"][-1]
+            print(f"  work s: cold {c['work_s']:.2f}  floor {f['work_s']:.2f}  naive {n['work_s']:.2f}"
+                  + (f"  floor_big {rows['floor_big'][-1]['work_s']:.2f}  cold_big "
+                     f"{rows['cold_big'][-1]['work_s']:.2f}" if once else "")
+                  + f" | process s: cold {c['process_s']:.2f}  warm {wm['process_s']:.2f}", flush=True)
         if args.profile:
             import io
             import pstats
@@ -399,12 +458,14 @@ def run_parent(args) -> int:
             for kind in ("cold", "warm"):
                 pstats_path = str(work / f"{kind}.pstats")
                 spawn(args, "harness", cache_dir=str(work / "cache-profile"), batch_size=harness_bs,
-                      profile=pstats_path)
+                      profile=pstats_path, preimport=kind == "cold")
                 buf.write(f"==== {kind}: samples() call, by cumulative time ====\n")
                 pstats.Stats(pstats_path, stream=buf).sort_stats("cumulative").print_stats(25)
                 buf.write(f"==== {kind}: by own time ====\n")
                 pstats.Stats(pstats_path, stream=buf).sort_stats("tottime").print_stats(15)
             profile_text = buf.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
+            profile_text = "\n".join(x for x in profile_text.splitlines() if not x.startswith(
+                ("Wed ", "Thu ", "Fri ", "Sat ", "Sun ", "Mon ", "Tue ")) and "pstats" not in x)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = summarize(args, rows, profile_text, load_before, loadavg(), time.time() - t_start)
@@ -417,28 +478,25 @@ def run_parent(args) -> int:
 
 def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str:
     m = machine()
-    cold, warm, floor, floor_big, naive = (rows[k] for k in ("cold", "warm", "floor", "floor_big", "naive"))
-    w = {k: med([x["work_s"] for x in rows[k]]) for k in ("cold", "floor", "naive")}
-    w["floor_big"] = med([x["work_s"] for x in floor_big]) if floor_big else float("nan")
-    warm_call = med([x["call_s"] for x in warm])
-    cold_call = med([x["call_s"] for x in cold])
-    proc = {k: med([x["process_s"] for x in rows[k]]) for k in rows if rows[k]}
-    ph = lambda key: med([x["phases"].get(key, 0.0) for x in cold])  # noqa: E731
-    model_load, scorer_load = ph("model_load"), ph("scorer_load")
+    cold, warm, floor, naive, base = (rows[k] for k in ("cold", "warm", "floor", "naive", "baselines"))
+    floor_big, cold_big = rows["floor_big"], rows["cold_big"]
+    W = lambda xs, key="work_s": med([x[key] for x in xs])  # noqa: E731
+    P = lambda key: med([x["phases"].get(key, 0.0) for x in cold])  # noqa: E731
     gen_only = med([x["phases"].get("generation", 0) - x["phases"].get("model_load", 0) for x in cold])
     score_only = med([x["phases"].get("scoring", 0) - x["phases"].get("scorer_load", 0) for x in cold])
-    best_floor = min(w["floor"], w["floor_big"]) if floor_big else w["floor"]
     ratios = {
-        "cold/floor": w["cold"] / w["floor"],
-        "naive/cold": w["naive"] / w["cold"],
-        "warm/cold": proc["warm"] / proc["cold"],
+        "cold/floor": W(cold) / W(floor),
+        "naive/cold": W(naive) / W(cold),
+        "warm/cold": W(warm, "process_s") / W(cold, "process_s"),
     }
     extra = {
-        "cold/best floor": w["cold"] / best_floor,
-        "warm/cold, samples() call incl. loads": warm_call / cold_call,
-        "warm/cold, samples() call vs cold work": warm_call / w["cold"],
-        "naive/floor": w["naive"] / w["floor"],
+        "naive/floor": W(naive) / W(floor),
+        "warm/cold, samples() call only (cold incl. model + scorer load)": W(warm, "call_s") / W(cold, "call_s"),
     }
+    if floor_big:
+        extra[f"cold/floor at batch {floor_big[0]['batch_size']} (1 run each)"] = W(cold_big) / W(floor_big)
+        extra[f"naive/cold at batch {floor_big[0]['batch_size']}"] = W(naive) / W(cold_big)
+        extra[f"floor bs {floor[0]['batch_size']} / floor bs {floor_big[0]['batch_size']}"] = W(floor) / W(floor_big)
     imp = rows["imports"]
     lazy = {mod: any(x["modules"][mod] for x in imp) for mod in HEAVY}
     warm_mods = {mod: any(x["modules"][mod] for x in warm) for mod in HEAVY}
@@ -447,50 +505,72 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     warm_no_scorer = all(not x["scorer_loaded"] for x in warm)
     warm_all_cached = all(x["generated"] == 0 and x["cached"] == x["n"] for x in warm)
     n = cold[0]["n"]
-    L = []
+    standin = args.model == str(STANDIN)
+    L: list[str] = []
     a = L.append
     a("# Generation benchmark results (bench/bench_generation.py)\n")
     a(f"Command: `python bench/bench_generation.py --samples {args.samples} --max-new-tokens {args.max_new_tokens} "
-      f"--repeats {args.repeats} --threads {args.threads}{' --profile' if args.profile else ''}`; total benchmark wall time {elapsed:.0f} s.\n")
+      f"--repeats {args.repeats} --threads {args.threads} --big-batch {args.big_batch}"
+      f"{' --profile' if args.profile else ''}`; total benchmark wall time {elapsed:.0f} s.\n")
     a("## Machine\n")
     a(f"- date: {m['date']}")
-    a(f"- CPU: {m['cpu']}; nproc {m['nproc']} (affinity {m['affinity']}); torch threads "
-      f"{med([x['threads'] for x in cold if x.get('threads')]):.0f}; RAM {m['ram']}")
+    a(f"- CPU: {m['cpu']}; nproc {m['nproc']} (affinity {m['affinity']}); RAM {m['ram']}; torch intra-op threads "
+      f"in every child: {cold[0].get('threads')} (--threads)")
     a(f"- Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, alt-profanity-check "
       f"{m['alt-profanity-check']}, scikit-learn {m['scikit-learn']}; {m['platform']}")
-    a(f"- load average (1/5/15 min) before: {load_before}, after: {load_after} (other engineers share the 2 "
-      "cores: medians over repeats, min-max in brackets)\n")
+    a(f"- load average (1/5/15 min) before: {load_before}, after: {load_after}; the cores are shared with other "
+      "work, so every figure is the median over repeats, (min-max) in brackets\n")
     a("## Workload\n")
     a(f"- model: `{os.path.relpath(args.model, ROOT) if args.model.startswith(str(ROOT)) else args.model}`"
-      + (" (an UNTRAINED stand-in with the fixture's shape: every sample runs to max_new_tokens; rerun when "
-         "fixtures/tiny-gpt2 exists)" if args.model == str(STANDIN) else ""))
-    a(f"- PALMS suite (benchmarks/suites/palms.yaml, 40 prompts) x k={args.samples} = {n} samples, "
-      f"max_new_tokens={args.max_new_tokens} (the suite says 40; 20 keeps the run short on 2 cores and "
-      f"every path gets the same value), top_p {args.top_p}, temperature {args.temperature}, top_k off, "
-      f"seed {args.seed}, scorer `profanity` (alt-profanity-check), CPU fp32")
-    a(f"- harness batch size: {cold[0]['batch_size']} (auto); floor batch sizes {floor[0]['batch_size']}"
-      + (f" and {floor_big[0]['batch_size']}" if floor_big else ""))
-    a(f"- every measurement is a fresh `python` process; {args.repeats} repeats\n")
-    a("## Generation + scoring (model and scorer load excluded)\n")
-    a("| path | work s, median (min-max) | whole process s | peak RSS MB |")
-    a("|---|---|---|---|")
-    a(f"| (a) naive: generate per prompt, score per text | {spread([x['work_s'] for x in naive])} | "
-      f"{proc['naive']:.2f} | {med([x['maxrss_mb'] for x in naive]):.0f} |")
-    a(f"| (b) floor: batched generate (bs {floor[0]['batch_size']}) + one score call | "
-      f"{spread([x['work_s'] for x in floor])} | {proc['floor']:.2f} | {med([x['maxrss_mb'] for x in floor]):.0f} |")
+      + (" -- an UNTRAINED stand-in with the fixture's shape (GPT-2, 2 layers, 128 wide, 2,000-token BPE), "
+         "built because fixtures/tiny-gpt2 did not exist yet; it never samples EOS early, so every sample "
+         "runs to max_new_tokens (worst case). Rerun without --model once the fixture exists." if standin else ""))
+    a(f"- PALMS suite (benchmarks/suites/palms.yaml, 40 prompts) x k={args.samples} = {n} samples; "
+      f"max_new_tokens={args.max_new_tokens} for every path (the suite says 40; 20 halves the run time on 2 "
+      f"cores); top_p {args.top_p}, temperature {args.temperature}, top_k off, seed {args.seed}; scorer "
+      "`profanity` (alt-profanity-check); CPU, float32")
+    a(f"- harness batch size {cold[0]['batch_size']} (auto on CPU); floor batch size {floor[0]['batch_size']} "
+      "(the same)" + (f"; a bigger batch, {floor_big[0]['batch_size']}, run once for floor and harness"
+                      if floor_big else ""))
+    a(f"- {args.repeats} repeats; each harness run is a fresh process; floor and naive share one process per "
+      "repeat (model and scorer loaded once, floor first)\n")
+    a("## Generation + scoring, loads and imports excluded (seconds)\n")
+    a("| path | work s, median (min-max) | of which generation | of which scoring | peak RSS MB |")
+    a("|---|---|---|---|---|")
+    a(f"| (a) naive: `generate` per prompt (k sequences), score per text | {spread([x['work_s'] for x in naive])} "
+      f"| {W(naive, 'gen_s'):.3f} | {W(naive, 'score_s'):.3f} | {W(naive, 'peak_rss_mb'):.0f} |")
+    a(f"| (b) floor: batched left-padded `generate`, bs {floor[0]['batch_size']}, one score call | "
+      f"{spread([x['work_s'] for x in floor])} | {W(floor, 'gen_s'):.3f} | {W(floor, 'score_s'):.3f} | "
+      f"{W(floor, 'peak_rss_mb'):.0f} |")
+    a(f"| (c) harness cold (empty cache), bs {cold[0]['batch_size']} | {spread([x['work_s'] for x in cold])} | "
+      f"{gen_only:.3f} | {score_only:.3f} | {W(cold, 'peak_rss_mb'):.0f} |")
+    a(f"| (d) harness warm (all cached), whole `samples()` call | {spread([x['call_s'] for x in warm])} | 0 | 0 | "
+      f"{W(warm, 'peak_rss_mb'):.0f} |")
     if floor_big:
-        a(f"| (b') floor, bs {floor_big[0]['batch_size']} | {spread([x['work_s'] for x in floor_big])} | "
-          f"{proc['floor_big']:.2f} | {med([x['maxrss_mb'] for x in floor_big]):.0f} |")
-    a(f"| (c) harness cold (empty cache) | {spread([x['work_s'] for x in cold])} | {proc['cold']:.2f} | "
-      f"{med([x['maxrss_mb'] for x in cold]):.0f} |")
-    a(f"| (d) harness warm (all cached), whole samples() call | {spread([x['call_s'] for x in warm])} | "
-      f"{proc['warm']:.2f} | {med([x['maxrss_mb'] for x in warm]):.0f} |")
+        a(f"| (b') floor, bs {floor_big[0]['batch_size']} (1 run) | {W(floor_big):.3f} | "
+          f"{W(floor_big, 'gen_s'):.3f} | {W(floor_big, 'score_s'):.3f} | {W(floor_big, 'peak_rss_mb'):.0f} |")
+        a(f"| (c') harness cold, `batch_size={cold_big[0]['batch_size']}` (1 run) | {W(cold_big):.3f} | "
+          f"{med([x['phases'].get('generation', 0) - x['phases'].get('model_load', 0) for x in cold_big]):.3f} | "
+          f"{med([x['phases'].get('scoring', 0) - x['phases'].get('scorer_load', 0) for x in cold_big]):.3f} | "
+          f"{W(cold_big, 'peak_rss_mb'):.0f} |")
     a("")
-    a(f"Cold split (session `timings.phases`, medians): generation {gen_only:.3f} s, scoring {score_only:.3f} s, "
-      f"cache read {ph('cache_read'):.3f} s; the whole samples() call {cold_call:.3f} s = work + model load "
-      f"{model_load:.3f} s + scorer load {scorer_load:.3f} s + fingerprint {ph('fingerprint'):.3f} s. "
-      f"Floor split: generation {med([x['gen_s'] for x in floor]):.3f} s, one score call "
-      f"{med([x['score_s'] for x in floor]):.4f} s.\n")
+    a(f"Harness cold, the whole `samples()` call: {spread([x['call_s'] for x in cold])} s = work + model load "
+      f"{P('model_load'):.3f} + scorer load {P('scorer_load'):.3f} + fingerprint {P('fingerprint'):.3f}; inside "
+      f"work: cache read {P('cache_read'):.3f} s, the rest (keys, SQLite writes, records) "
+      f"{W(cold) - gen_only - score_only:.3f} s.\n")
+    a("## Whole process (interpreter start to exit, seconds)\n")
+    a("| process | wall s, median (min-max) | peak RSS MB (ru_maxrss) |")
+    a("|---|---|---|")
+    a(f"| harness cold | {spread([x['process_s'] for x in cold])} | {W(cold, 'maxrss_mb'):.0f} |")
+    a(f"| harness warm | {spread([x['process_s'] for x in warm])} | {W(warm, 'maxrss_mb'):.0f} |")
+    a(f"| floor + naive (+ big floor once) in one process | {spread([x['process_s'] for x in base])} | "
+      f"{W(base, 'maxrss_mb'):.0f} |")
+    a(f"| `import harness.plugin` only | {spread([x['process_s'] for x in imp])} | {W(imp, 'maxrss_mb'):.0f} |")
+    a(f"| `import torch, transformers` only | {spread([x['process_s'] for x in rows['torch']])} | "
+      f"{W(rows['torch'], 'maxrss_mb'):.0f} |")
+    a(f"| `python` doing nothing | {spread([x['process_s'] for x in rows['noop']])} | "
+      f"{W(rows['noop'], 'maxrss_mb'):.0f} |")
+    a("")
     a("## Ratios\n")
     a("| ratio | value | target |")
     a("|---|---|---|")
@@ -499,58 +579,65 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     for k, v in extra.items():
         a(f"| {k} | {v:.3f} | (information) |")
     a("")
-    a("- cold/floor and naive/cold compare the work columns (generation + scoring, loads excluded); "
-      "warm/cold compares whole processes (what a user waits for at the prompt).\n")
-    a("## Start-up\n")
-    a(f"- `python -c pass` (interpreter): {med([x['process_s'] for x in rows['noop']]):.3f} s")
-    a(f"- `import harness.plugin` (in process): {spread([x['import_s'] for x in imp])} s; whole process "
-      f"{med([x['process_s'] for x in imp]):.3f} s; peak RSS {med([x['maxrss_mb'] for x in imp]):.0f} MB")
-    a(f"- `import torch`: {spread([x['torch_s'] for x in rows['torch']])} s; then transformers + "
-      f"AutoModelForCausalLM/AutoTokenizer: {spread([x['transformers_s'] for x in rows['torch']])} s; peak RSS "
-      f"{med([x['maxrss_mb'] for x in rows['torch']]):.0f} MB")
-    a(f"- harness session import (harness.session + specs, cold child): {spread([x['import_s'] for x in cold])} s")
-    a(f"- model load (harness `load_model`, incl. tokenizer and the torch/transformers imports it triggers): "
-      f"{spread([x['phases'].get('model_load', 0) for x in cold])} s; plain HF `from_pretrained` (tokenizer + "
-      f"model) in the floor child, imports excluded: {spread([x['load_s'] for x in floor])} s")
-    a(f"- scorer load (alt-profanity-check, sklearn): {spread([x['phases'].get('scorer_load', 0) for x in cold])} s")
-    a(f"- model fingerprint (first time, empty memo): {spread([x['phases'].get('fingerprint', 0) for x in cold])} s")
+    a("cold/floor and naive/cold divide work figures (generation + scoring; model/scorer load and imports "
+      "excluded on both sides); warm/cold divides whole-process wall times (what a user waits for).\n")
+    a("## Start-up costs\n")
+    a(f"- interpreter (`python -c pass`): {spread([x['process_s'] for x in rows['noop']])} s")
+    a(f"- `import harness.plugin` (what pytest loads through the entry point): "
+      f"{spread([x['import_s'] for x in imp])} s in process")
+    a(f"- `import torch`: {spread([x['torch_s'] for x in rows['torch']])} s; then `import transformers` + "
+      f"`AutoModelForCausalLM, AutoTokenizer`: {spread([x['transformers_s'] for x in rows['torch']])} s")
+    a(f"- model load (harness `load_model`, torch/transformers already imported): "
+      f"{spread([x['phases'].get('model_load', 0) for x in cold])} s; plain HF `from_pretrained` "
+      f"(tokenizer + model): {spread([x['load_s'] for x in base])} s")
+    a(f"- scorer load (alt-profanity-check: sklearn + joblib model): "
+      f"{spread([x['phases'].get('scorer_load', 0) for x in cold])} s (harness), "
+      f"{spread([x['scorer_load_s'] for x in base])} s (baselines process)")
+    a(f"- model fingerprint (empty memo): {spread([x['phases'].get('fingerprint', 0) for x in cold])} s; "
+      f"harness.session + specs import: {spread([x['import_s'] for x in cold])} s")
     a("")
     a("## Laziness and warm-run checks\n")
-    heavy_on_import = [k for k in ("torch", "transformers", "numpy", "sklearn", "profanity_check", "pandas",
-                                   "scipy", "matplotlib") if lazy[k]]
-    a(f"- `import harness.plugin` imports torch: **{'YES (not lazy)' if lazy['torch'] else 'no'}**; heavy modules "
-      f"it pulls in: {', '.join(heavy_on_import) or 'none'}")
+    heavy = [k for k in ("torch", "transformers", "numpy", "sklearn", "profanity_check", "pandas", "scipy",
+                         "matplotlib", "tokenizers") if lazy[k]]
+    a(f"- `import harness.plugin` imports torch: **{'YES -- not lazy' if lazy['torch'] else 'no'}**; heavy "
+      f"modules it pulls in: {', '.join(heavy) or 'none'}")
     a(f"- warm run loaded the model: **{'YES' if not warm_no_model else 'no'}** "
-      f"(`session.roles['candidate'].loaded is None`: {warm_no_model}); loaded the scorer: "
-      f"{'YES' if not warm_no_scorer else 'no'}; everything from cache (generated 0, cached {n}): {warm_all_cached}")
-    warm_heavy = [k for k in ("torch", "transformers", "numpy", "sklearn", "profanity_check", "tokenizers")
+      f"(`session.roles['candidate'].loaded is None` in every warm run: {warm_no_model}); loaded the scorer: "
+      f"{'YES' if not warm_no_scorer else 'no'}; all {n} samples from the cache, none generated: {warm_all_cached}")
+    warm_heavy = [k for k in ("torch", "transformers", "tokenizers", "numpy", "sklearn", "profanity_check")
                   if warm_mods[k]]
-    a(f"- modules imported by the warm process: {', '.join(warm_heavy) or 'none of torch/transformers/sklearn'}")
-    a(f"- warm texts identical to cold texts (sha256 of all texts): {digests_ok}")
-    a(f"- same seed => same harness texts across repeats: {len({x['digest'] for x in cold}) == 1}; "
-      f"floor {len({x['digest'] for x in floor}) == 1}; naive {len({x['digest'] for x in naive}) == 1}")
-    a(f"- mean toxicity (sanity): naive {med([x['mean_tox'] for x in naive]):.4f}, floor "
-      f"{med([x['mean_tox'] for x in floor]):.4f}, harness {med([x['mean_tox'] for x in cold]):.4f}\n")
+    a(f"- heavy modules imported by the warm process: **{', '.join(warm_heavy) or 'none'}**")
+    a(f"- warm texts identical to cold texts: {digests_ok}; same seed gives the same texts across repeats: "
+      f"harness {len({x['digest'] for x in cold}) == 1}, floor {len({x['digest'] for x in floor}) == 1}, "
+      f"naive {len({x['digest'] for x in naive}) == 1}")
+    a(f"- mean toxicity (sanity, the paths sample differently): naive {W(naive, 'mean_tox'):.4f}, floor "
+      f"{W(floor, 'mean_tox'):.4f}, harness {W(cold, 'mean_tox'):.4f}\n")
     a("## What each measurement is\n")
-    a("- **naive**: `AutoModelForCausalLM.generate` once per prompt with `num_return_sequences=k`, `do_sample`, "
-      "top_p/temperature as above, top_k=0, then `ProfanityScorer.score([text])` once per text. Work = the loop.")
-    a("- **floor**: all prompts x k rows, sorted by token length, left-padded, cut into fixed-size batches, one "
-      "HF `generate` per batch (HF's own sampler, one RNG stream), decode, one `ProfanityScorer.score(all)`. "
-      "The least a batched pipeline can do; it has no per-sample seeds, cache or bookkeeping.")
-    a("- **cold**: `HarnessSession(RunOptions(model, toxicity_scorer='profanity', samples=k, max_new_tokens, "
-      "cache_dir=<empty>))`, `plan(suite, suite.prompts())`, timed `samples('candidate', suite.prompts())`. "
-      "Work = that call minus the session's `model_load`, `scorer_load` and `fingerprint` phases, so it "
-      "includes per-sample-seeded sampling, cache-key hashing, SQLite writes, and record building. "
-      "Note: `timings.phases['generation']` includes `model_load` and `phases['scoring']` includes "
-      "`scorer_load` (the loads happen inside those timed blocks), so the split above subtracts them.")
-    a("- **warm**: a second session on the same cache dir in a new process; everything comes from SQLite. "
-      "The check fails if it loads the model or scorer.")
-    a("- **whole process**: wall time of `python bench/bench_generation.py --child ...` from spawn to exit "
-      "(interpreter start, imports, loads, work). Peak RSS = `getrusage(RUSAGE_SELF).ru_maxrss` at the end "
-      "of that process.")
-    a("- **start-up**: separate processes importing only `harness.plugin`, or only torch + transformers.")
+    a("- **naive (a)**: `AutoModelForCausalLM.generate` once per prompt with `num_return_sequences=k`, "
+      "`do_sample=True`, the top_p/temperature above, top_k=0; `ProfanityScorer.score([text])` once per text.")
+    a("- **floor (b)**: all prompts x k rows sorted by token length, left-padded, cut into fixed-size batches, "
+      "one HF `generate` per batch (HF's sampler, one RNG stream for the batch), decode, one "
+      "`ProfanityScorer.score(all texts)`. No per-sample seeds, no cache, no records: the least a batched "
+      "pipeline does. It runs first in its process, so it pays the same first-call costs as the harness.")
+    a("- **harness cold (c)**: `HarnessSession(RunOptions(model=..., toxicity_scorer='profanity', samples=k, "
+      "max_new_tokens=..., seed=..., cache_dir=<empty dir>, progress=False))`, `plan(suite, suite.prompts())`, "
+      "then `samples('candidate', suite.prompts())` timed with perf_counter. torch and transformers are "
+      "imported before the call (the baselines exclude imports too). Work = the call minus the session's "
+      "`model_load`, `scorer_load` and `fingerprint` phases: per-sample-seeded sampling, cache keys, "
+      "SQLite reads and writes, sample records. `timings.phases['generation']` contains `model_load` and "
+      "`phases['scoring']` contains `scorer_load` (the loads run inside those timed blocks); the table "
+      "subtracts them. `HARNESS_CACHE_DIR` points at the run's own directory, so the fingerprint memo starts "
+      "empty too.")
+    a("- **harness warm (d)**: a second process, a new session on the same cache dir: every generation and "
+      "score is a cache hit; it fails the check if `roles['candidate'].loaded` is set or the scorer loaded.")
+    a("- **whole process**: wall time from spawning `python bench/bench_generation.py --child ...` to its exit. "
+      "**Peak RSS**: per phase, the highest /proc/self/statm resident size sampled every 20 ms during that "
+      "phase; per process, `getrusage(RUSAGE_SELF).ru_maxrss`.")
+    a("- **threads**: every child runs with OMP_NUM_THREADS/MKL_NUM_THREADS = --threads (default 1), applied "
+      "to all paths alike, because torch's default of one thread per core stalls when other processes share "
+      "the cores.")
     if profile_text:
-        a("\n## cProfile of one cold and one warm harness run (samples() call)\n")
+        a("\n## cProfile of one cold and one warm harness run (`samples()` call only)\n")
         a("```")
         a(profile_text.strip())
         a("```")

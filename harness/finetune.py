@@ -227,7 +227,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
     """Train with transformers Trainer (+ peft) and write the model/adapter + report to ``cfg.out``."""
     import torch
     import transformers
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
     from harness.datasets import file_sha256
 
     kind, records = load_training_data(cfg.data, set(cfg.categories) if cfg.categories else None)
@@ -255,6 +255,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
         trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator,
                           processing_class=tokenizer)
+        if not progress:  # without the tqdm bar the Trainer prints every log dict instead
+            trainer.remove_callback(PrinterCallback)
         start = time.perf_counter()
         result = trainer.train()
         train_time = time.perf_counter() - start
