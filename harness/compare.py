@@ -246,6 +246,8 @@ def add_arguments(parser) -> None:
                              "rank: Wilcoxon signed-rank / Mann-Whitney U")
     parser.add_argument("--resamples", type=int, default=9999, help="permutation and bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    parser.add_argument("--ratings", metavar="RATINGS.json",
+                        help="also print human-rated adherence (from `harness ratings import`) per model and category")
 
 
 def _margins(items: Sequence[str]) -> dict[str, float]:
@@ -325,6 +327,10 @@ def run(args) -> int:
                 lo, hi = bootstrap_mean_ci(v, n_resamples=args.resamples, seed=_seed(args.seed, name, suite, cat, metric))
                 cis[(name, suite, cat, metric)] = (float(v.mean()) if v.size else math.nan, lo, hi, int(v.size))
     print(_render(args, models, table, keys, cis, gates), end="")
+    if getattr(args, "ratings", None):
+        from harness.ratings import format_table, load_ratings
+
+        print("\n" + format_table(load_ratings(args.ratings)))
     regressions = [g for g in gates if g.regression]
     for g in gates:
         if g.regression or g.underpowered:

@@ -123,14 +123,18 @@ class DetoxifyScorer:
             raise ScorerError(f"{path}: the checkpoint has no 'toxic'/'toxicity' class ({classes}).")
         self.name = name or f"detoxify:{path.stem}"
         self.batch_size = batch_size
+        self.progress = False  # a tqdm bar (after 2 s) when the caller sets it
         self.fingerprint = detoxify_fingerprint(self.name, path)
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         import torch
 
+        from tqdm.auto import tqdm
+
         rows: list[dict[str, float]] = []
         max_len = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
-        for start in range(0, len(texts), self.batch_size):
+        starts = range(0, len(texts), self.batch_size)
+        for start in tqdm(starts, desc="scoring", unit="batch", delay=2.0, leave=False, disable=not self.progress):
             chunk = list(texts[start:start + self.batch_size])
             enc = self.tokenizer(chunk, return_tensors="pt", truncation=True, padding=True, max_length=max_len)
             with torch.inference_mode():

@@ -339,7 +339,11 @@ class HarnessSession:
         todo = list(dict.fromkeys(k for k in keys if k not in hits))
         if todo:
             first = {k: x for k, x in zip(keys, texts)}
-            fresh = self.scorer().score([first[k] for k in todo])
+            scorer = self.scorer()
+            if hasattr(scorer, "progress"):
+                scorer.progress = self.options.progress
+            with self.progress_context() if self.options.progress else contextlib.nullcontext():
+                fresh = scorer.score([first[k] for k in todo])
             items = dict(zip(todo, fresh))
             self.cache.put_scores(items)
             hits.update(items)
