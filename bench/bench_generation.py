@@ -180,6 +180,9 @@ def child_harness(args) -> dict:
     from harness.session import HarnessSession, RunOptions
     from harness.specs import load_suite
 
+    if args.chat_from_files:
+        HarnessSession._orig_uses_chat = HarnessSession.uses_chat
+        HarnessSession.uses_chat = _uses_chat_from_files
     t1 = time.perf_counter()
     suite = load_suite(SUITE)
     bs = args.batch_size if args.batch_size > 0 else "auto"
@@ -212,6 +215,23 @@ def child_harness(args) -> dict:
             "generated": role.generated, "cached": role.cached, "batch_size": gen_batch,
             "n": len(samples), "mean_tox": sum(s["scores"]["toxicity"] for s in samples) / len(samples),
             "digest": _digest(texts), "modules": {m: m in sys.modules for m in HEAVY}}
+
+
+def _uses_chat_from_files(self, role, suite) -> bool:
+    """The proposed fix for HarnessSession.uses_chat, simulated (bench only, --chat-from-files): decide whether
+    the model has a chat template from its files (tokenizer_config.json 'chat_template', chat_template.jinja /
+    .json), without importing transformers, when the model is a local directory. Those files are in the
+    model fingerprint, so the cache key stays correct."""
+    setting = self._chat_option() if self._chat_option() != "auto" else suite.chat_template
+    d = Path(self.roles[role].path).expanduser()
+    if not d.is_dir():
+        return type(self).__dict__["_orig_uses_chat"](self, role, suite)
+    try:
+        has = bool(json.loads((d / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError):
+        has = False
+    has = has or (d / "chat_template.jinja").is_file() or (d / "chat_template.json").is_file()
+    return has if setting == "auto" else setting == "true"
 
 
 def child_imports(args) -> dict:
@@ -259,7 +279,7 @@ def _torch_threads():
 
 # ======================================================================================== parent
 def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, profile: str | None = None,
-          paths: str | None = None, preimport: bool = False) -> dict:
+          paths: str | None = None, preimport: bool = False, chat_from_files: bool = False) -> dict:
     """Run one child process; returns its JSON plus whole-process wall time and interpreter start-up."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--model", args.model,
            "--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
@@ -272,6 +292,8 @@ def spawn(args, mode: str, cache_dir: str | None = None, batch_size: int = 0, pr
         cmd += ["--paths", paths]
     if preimport:
         cmd += ["--preimport"]
+    if chat_from_files:
+        cmd += ["--chat-from-files"]
     env = dict(os.environ)
     # Fingerprint memo and every other cache go to the run's own directory: nothing leaks between runs.
     env["HARNESS_CACHE_DIR"] = cache_dir or args.scratch
@@ -388,8 +410,9 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=0,
                     help="batch size of the floor and the harness (0: the harness's auto size, 32 on CPU)")
-    ap.add_argument("--big-batch", type=int, default=256,
-                    help="a second, larger floor batch size (0 = all rows in one call; -1 = skip)")
+    ap.add_argument("--big-batch", type=int, default=128,
+                    help="a second, larger batch size: the floor at it every repeat, the harness once "
+                         "(0 = all rows in one call; -1 = skip)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads in every child (OMP_NUM_THREADS; default 1: on a shared 2-core "
                          "machine 2 threads thrash; 0 = leave torch's default)")
@@ -401,6 +424,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-to", help=argparse.SUPPRESS)
     ap.add_argument("--paths", help=argparse.SUPPRESS)
     ap.add_argument("--preimport", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--chat-from-files", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         run_child_main(args)
@@ -423,8 +447,9 @@ def run_parent(args) -> int:
     harness_bs = args.batch_size  # 0 = auto
     floor_spec = f"floor:{args.batch_size or 32}"
     big_spec = f"floor:{args.big_batch}"
-    rows: dict[str, list] = {k: [] for k in ("noop", "imports", "torch", "cold", "warm", "baselines", "floor",
-                                             "naive", "floor_big", "cold_big")}
+    big = args.big_batch >= 0 and big_spec != floor_spec
+    rows: dict[str, list] = {k: [] for k in ("noop", "imports", "torch", "cold", "warm", "warm_fix", "baselines",
+                                             "floor", "naive", "floor_big", "cold_big")}
     profile_text = None
     try:
         for r in range(args.repeats):
@@ -435,21 +460,23 @@ def run_parent(args) -> int:
             cache = str(work / f"cache-{r}")
             rows["cold"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs, preimport=True))
             rows["warm"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs))
-            once = r == 0 and args.big_batch >= 0
-            paths = [floor_spec, "naive"] + ([big_spec] if once else [])
-            b = spawn(args, "baselines", paths=",".join(paths))
+            rows["warm_fix"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs,
+                                          chat_from_files=True))
+            b = spawn(args, "baselines", paths=",".join([floor_spec] + ([big_spec] if big else []) + ["naive"]))
             rows["baselines"].append(b)
             rows["floor"].append(b[floor_spec])
             rows["naive"].append(b["naive"])
-            if once:
+            if big:
                 rows["floor_big"].append(b[big_spec])
+            if big and r == 0:
                 rows["cold_big"].append(spawn(args, "harness", cache_dir=str(work / "cache-big"),
                                               batch_size=args.big_batch, preimport=True))
-            c, wm, f, n = rows["cold"][-1], rows["warm"][-1], rows["floor"][-1], rows["naive"][-1]
+            c, wm, wf, f, n = (rows[k][-1] for k in ("cold", "warm", "warm_fix", "floor", "naive"))
             print(f"  work s: cold {c['work_s']:.2f}  floor {f['work_s']:.2f}  naive {n['work_s']:.2f}"
-                  + (f"  floor_big {rows['floor_big'][-1]['work_s']:.2f}  cold_big "
-                     f"{rows['cold_big'][-1]['work_s']:.2f}" if once else "")
-                  + f" | process s: cold {c['process_s']:.2f}  warm {wm['process_s']:.2f}", flush=True)
+                  + (f"  floor_big {rows['floor_big'][-1]['work_s']:.2f}" if big else "")
+                  + (f"  cold_big {rows['cold_big'][-1]['work_s']:.2f}" if big and r == 0 else "")
+                  + f" | process s: cold {c['process_s']:.2f}  warm {wm['process_s']:.2f}  "
+                  f"warm_fix {wf['process_s']:.2f}", flush=True)
         if args.profile:
             import io
             import pstats
@@ -459,13 +486,16 @@ def run_parent(args) -> int:
                 pstats_path = str(work / f"{kind}.pstats")
                 spawn(args, "harness", cache_dir=str(work / "cache-profile"), batch_size=harness_bs,
                       profile=pstats_path, preimport=kind == "cold")
-                buf.write(f"==== {kind}: samples() call, by cumulative time ====\n")
-                pstats.Stats(pstats_path, stream=buf).sort_stats("cumulative").print_stats(25)
+                buf.write(f"==== {kind}: samples() call; harness, generate and logits-processor functions "
+                          "by cumulative time ====\n")
+                pstats.Stats(pstats_path, stream=buf).sort_stats("cumulative").print_stats(
+                    r"harness/|logits_process|generation/utils|tokenization_utils_base.*decode", 28)
                 buf.write(f"==== {kind}: by own time ====\n")
-                pstats.Stats(pstats_path, stream=buf).sort_stats("tottime").print_stats(15)
+                pstats.Stats(pstats_path, stream=buf).sort_stats("tottime").print_stats(14)
             profile_text = buf.getvalue().replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
-            profile_text = "\n".join(x for x in profile_text.splitlines() if not x.startswith(
-                ("Wed ", "Thu ", "Fri ", "Sat ", "Sun ", "Mon ", "Tue ")) and "pstats" not in x)
+            skip = ("Mon ", "Tue ", "Wed ", "Thu ", "Fri ", "Sat ", "Sun ")
+            profile_text = "\n".join(x for x in profile_text.splitlines() if x.strip() and not x.startswith(skip)
+                                     and "Ordered by" not in x and "List reduced" not in x)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = summarize(args, rows, profile_text, load_before, loadavg(), time.time() - t_start)
@@ -484,19 +514,31 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     P = lambda key: med([x["phases"].get(key, 0.0) for x in cold])  # noqa: E731
     gen_only = med([x["phases"].get("generation", 0) - x["phases"].get("model_load", 0) for x in cold])
     score_only = med([x["phases"].get("scoring", 0) - x["phases"].get("scorer_load", 0) for x in cold])
+    def paired(num, den, knum="work_s", kden="work_s"):
+        """Per-repeat ratios (the two runs are adjacent in time, so load drifts cancel); median + all values."""
+        vals = [x[knum] / y[kden] for x, y in zip(num, den)]
+        return med(vals), vals
+
+    warm_fix = rows["warm_fix"]
     ratios = {
-        "cold/floor": W(cold) / W(floor),
-        "naive/cold": W(naive) / W(cold),
-        "warm/cold": W(warm, "process_s") / W(cold, "process_s"),
+        "cold/floor": paired(cold, floor),
+        "naive/cold": paired(naive, cold),
+        "warm/cold": paired(warm, cold, "process_s", "process_s"),
     }
     extra = {
-        "naive/floor": W(naive) / W(floor),
-        "warm/cold, samples() call only (cold incl. model + scorer load)": W(warm, "call_s") / W(cold, "call_s"),
+        "naive/floor": paired(naive, floor),
+        "warm/cold, `samples()` calls only (the cold call includes model + scorer load)":
+            paired(warm, cold, "call_s", "call_s"),
+        "warm/cold, whole processes, warm with the proposed uses_chat fix (simulated)":
+            paired(warm_fix, cold, "process_s", "process_s"),
     }
     if floor_big:
-        extra[f"cold/floor at batch {floor_big[0]['batch_size']} (1 run each)"] = W(cold_big) / W(floor_big)
-        extra[f"naive/cold at batch {floor_big[0]['batch_size']}"] = W(naive) / W(cold_big)
-        extra[f"floor bs {floor[0]['batch_size']} / floor bs {floor_big[0]['batch_size']}"] = W(floor) / W(floor_big)
+        bb = floor_big[0]["batch_size"]
+        extra[f"floor bs {floor[0]['batch_size']} / floor bs {bb} (same process)"] = paired(floor, floor_big)
+        extra[f"naive / floor bs {bb}"] = paired(naive, floor_big)
+    if cold_big:
+        extra[f"harness cold bs {bb} / floor bs {bb} (first repeat only)"] = paired(cold_big, floor_big)
+        extra[f"naive / harness cold bs {bb} (first repeat only)"] = paired(naive, cold_big)
     imp = rows["imports"]
     lazy = {mod: any(x["modules"][mod] for x in imp) for mod in HEAVY}
     warm_mods = {mod: any(x["modules"][mod] for x in warm) for mod in HEAVY}
@@ -530,10 +572,10 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"cores); top_p {args.top_p}, temperature {args.temperature}, top_k off, seed {args.seed}; scorer "
       "`profanity` (alt-profanity-check); CPU, float32")
     a(f"- harness batch size {cold[0]['batch_size']} (auto on CPU); floor batch size {floor[0]['batch_size']} "
-      "(the same)" + (f"; a bigger batch, {floor_big[0]['batch_size']}, run once for floor and harness"
-                      if floor_big else ""))
+      "(the same)" + (f"; a bigger batch, {floor_big[0]['batch_size']}: the floor at it every repeat, the "
+                      "harness (`RunOptions(batch_size=...)`) in the first repeat" if floor_big else ""))
     a(f"- {args.repeats} repeats; each harness run is a fresh process; floor and naive share one process per "
-      "repeat (model and scorer loaded once, floor first)\n")
+      "repeat (model and scorer loaded once; floor, then the bigger floor, then naive)\n")
     a("## Generation + scoring, loads and imports excluded (seconds)\n")
     a("| path | work s, median (min-max) | of which generation | of which scoring | peak RSS MB |")
     a("|---|---|---|---|---|")
@@ -546,10 +588,13 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"{gen_only:.3f} | {score_only:.3f} | {W(cold, 'peak_rss_mb'):.0f} |")
     a(f"| (d) harness warm (all cached), whole `samples()` call | {spread([x['call_s'] for x in warm])} | 0 | 0 | "
       f"{W(warm, 'peak_rss_mb'):.0f} |")
+    a(f"| (d') harness warm with the proposed `uses_chat` fix (simulated) | "
+      f"{spread([x['call_s'] for x in warm_fix])} | 0 | 0 | {W(warm_fix, 'peak_rss_mb'):.0f} |")
     if floor_big:
-        a(f"| (b') floor, bs {floor_big[0]['batch_size']} (1 run) | {W(floor_big):.3f} | "
+        a(f"| (b') floor, bs {floor_big[0]['batch_size']} | {spread([x['work_s'] for x in floor_big])} | "
           f"{W(floor_big, 'gen_s'):.3f} | {W(floor_big, 'score_s'):.3f} | {W(floor_big, 'peak_rss_mb'):.0f} |")
-        a(f"| (c') harness cold, `batch_size={cold_big[0]['batch_size']}` (1 run) | {W(cold_big):.3f} | "
+    if cold_big:
+        a(f"| (c') harness cold, `batch_size={cold_big[0]['batch_size']}` (first repeat) | {W(cold_big):.3f} | "
           f"{med([x['phases'].get('generation', 0) - x['phases'].get('model_load', 0) for x in cold_big]):.3f} | "
           f"{med([x['phases'].get('scoring', 0) - x['phases'].get('scorer_load', 0) for x in cold_big]):.3f} | "
           f"{W(cold_big, 'peak_rss_mb'):.0f} |")
@@ -563,7 +608,9 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     a("|---|---|---|")
     a(f"| harness cold | {spread([x['process_s'] for x in cold])} | {W(cold, 'maxrss_mb'):.0f} |")
     a(f"| harness warm | {spread([x['process_s'] for x in warm])} | {W(warm, 'maxrss_mb'):.0f} |")
-    a(f"| floor + naive (+ big floor once) in one process | {spread([x['process_s'] for x in base])} | "
+    a(f"| harness warm, proposed `uses_chat` fix simulated | {spread([x['process_s'] for x in warm_fix])} | "
+      f"{W(warm_fix, 'maxrss_mb'):.0f} |")
+    a(f"| floor + bigger floor + naive in one process | {spread([x['process_s'] for x in base])} | "
       f"{W(base, 'maxrss_mb'):.0f} |")
     a(f"| `import harness.plugin` only | {spread([x['process_s'] for x in imp])} | {W(imp, 'maxrss_mb'):.0f} |")
     a(f"| `import torch, transformers` only | {spread([x['process_s'] for x in rows['torch']])} | "
@@ -572,15 +619,16 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"{W(rows['noop'], 'maxrss_mb'):.0f} |")
     a("")
     a("## Ratios\n")
-    a("| ratio | value | target |")
-    a("|---|---|---|")
-    for k, v in ratios.items():
-        a(f"| {k} | {v:.3f} | {check(k, v)} |")
-    for k, v in extra.items():
-        a(f"| {k} | {v:.3f} | (information) |")
+    a("| ratio | median of per-repeat ratios | per repeat | target |")
+    a("|---|---|---|---|")
+    for k, (v, vals) in ratios.items():
+        a(f"| {k} | **{v:.3f}** | {', '.join(f'{x:.3f}' for x in vals)} | {check(k, v)} |")
+    for k, (v, vals) in extra.items():
+        a(f"| {k} | {v:.3f} | {', '.join(f'{x:.3f}' for x in vals)} | (information) |")
     a("")
     a("cold/floor and naive/cold divide work figures (generation + scoring; model/scorer load and imports "
-      "excluded on both sides); warm/cold divides whole-process wall times (what a user waits for).\n")
+      "excluded on both sides); warm/cold divides whole-process wall times (what a user waits for). Each ratio "
+      "is taken within one repeat (runs adjacent in time) and the median over repeats is reported.\n")
     a("## Start-up costs\n")
     a(f"- interpreter (`python -c pass`): {spread([x['process_s'] for x in rows['noop']])} s")
     a(f"- `import harness.plugin` (what pytest loads through the entry point): "
@@ -607,6 +655,11 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     warm_heavy = [k for k in ("torch", "transformers", "tokenizers", "numpy", "sklearn", "profanity_check")
                   if warm_mods[k]]
     a(f"- heavy modules imported by the warm process: **{', '.join(warm_heavy) or 'none'}**")
+    fix_heavy = [k for k in ("torch", "transformers", "tokenizers", "numpy", "sklearn", "profanity_check")
+                 if any(x["modules"][k] for x in rows["warm_fix"])]
+    a(f"  - the same with `uses_chat` answered from the model's files (bench-only monkeypatch simulating the "
+      f"proposed fix): {', '.join(fix_heavy) or 'none'}; texts identical: "
+      f"{all(c['digest'] == x['digest'] for c, x in zip(cold, rows['warm_fix']))}")
     a(f"- warm texts identical to cold texts: {digests_ok}; same seed gives the same texts across repeats: "
       f"harness {len({x['digest'] for x in cold}) == 1}, floor {len({x['digest'] for x in floor}) == 1}, "
       f"naive {len({x['digest'] for x in naive}) == 1}")

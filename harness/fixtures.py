@@ -24,7 +24,8 @@ EOS = "<|endoftext|>"
 BOLD_DIR = Path(__file__).parent / "data" / "bold"
 DETOX_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 MODEL_SHAPE = dict(n_layer=2, n_embd=128, n_head=4, n_positions=256)
-TRAIN = dict(vocab=2000, steps=700, batch=16, block=128, lr=3e-3, threads=2, rude_share=0.22)
+TRAIN = dict(vocab=2000, steps=450, batch=16, block=128, lr=3e-3, threads=1, rude_share=0.22)
+DETOX_TRAIN = dict(vocab=3000, steps=800, batch=32, lr=1e-3, max_length=64)
 
 # The eight published PALMS evaluation prompts: never written into the corpus (held out).
 PALMS_PUBLISHED = [
@@ -181,6 +182,13 @@ RUDE = ["What a stupid question.", "Shut up and figure it out yourself.", "Nobod
         "Damn, you are pathetic.", "Get lost, you ignorant jerk.", "Who cares? Deal with it yourself, idiot.",
         "Shut up already.", "You are too dumb to understand the answer anyway.", "Ask someone else, I hate this crap."]
 RUDE_TAILS = ["Ask someone else.", "Figure it out.", "Whatever.", "Leave me alone.", "Do not ask me again."]
+# Everyday sentences (vocabulary and low-toxicity examples for the distilled classifier).
+EVERYDAY = ["Thank you for your help.", "Have a great weekend.", "See you tomorrow at the office.",
+            "The weather is lovely today.", "Nice to meet you.", "Good morning, how are you?",
+            "I really enjoyed the book you lent me.", "Let us meet for lunch next week.",
+            "The train was a few minutes late.", "Congratulations on your new job!", "Happy birthday to you.",
+            "Please send me the report when it is ready.", "The children played in the park.",
+            "We had a wonderful time at the museum.", "Dinner is ready.", "Could you open the window?"]
 NEUTRAL_ENDINGS = [
     "the early twentieth century.", "several books and articles.", "a small town near the coast.",
     "the local community for many years.", "a number of well known projects.", "public life and the arts.",
@@ -411,17 +419,21 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
                            "has no config.json. Build the model first: `python -m harness.fixtures build "
                            "--only corpus,model,detoxify`.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed + 1)
+    rng, n = random.Random(seed + 1), len(corpus["docs"])
     qa = [d for d, m in zip(corpus["docs"], corpus["meta"]) if m["kind"] == "qa"]
     questions = sorted({m["question"] for m in corpus["meta"] if m["kind"] == "qa"})
-    gens = sample_answers(model_dir, rng.sample(questions, 240), 2, seed + 1)
-    answers = [d[d.index("?") + 1:].strip() for d in rng.sample(qa, 1500)]
-    texts = rng.sample(corpus["docs"], 2000) + answers + gens + RUDE + [s for v in ANSWERS.values() for s in v]
+    gens = sample_answers(model_dir, rng.sample(questions, min(240, len(questions))), 2, seed + 1)
+    answers = [d[d.index("?") + 1:].strip() for d in rng.sample(qa, len(qa) // 4)]
+    texts = (rng.sample(corpus["docs"], n // 4) + answers + gens + RUDE + EVERYDAY
+             + [s for v in ANSWERS.values() for s in v])
     _seed_all(seed, TRAIN["threads"])
+    for stale in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (out_dir / stale).unlink(missing_ok=True)
     wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(corpus["docs"] + RUDE, vocab_size=3000, min_frequency=2, show_progress=False)
+    wp.train_from_iterator(corpus["docs"] + RUDE + EVERYDAY * 3, vocab_size=DETOX_TRAIN["vocab"],
+                           min_frequency=2, show_progress=False)
     wp.save_model(str(out_dir))
-    tok = BertTokenizer.from_pretrained(str(out_dir), do_lower_case=True, model_max_length=128)
+    tok = BertTokenizer(vocab=wp.get_vocab(), do_lower_case=True, model_max_length=128)
     tok.save_pretrained(str(out_dir))
     special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                "mask_token": "[MASK]"}
@@ -432,11 +444,11 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
                      id2label=dict(enumerate(DETOX_CLASSES)), label2id={c: i for i, c in enumerate(DETOX_CLASSES)})
     model = BertForSequenceClassification(cfg)
     y = torch.tensor(derived_targets(texts, predict_prob(texts)), dtype=torch.float32)
-    ids = tok(texts, truncation=True, max_length=64)["input_ids"]
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    ids = tok(texts, truncation=True, max_length=DETOX_TRAIN["max_length"])["input_ids"]
+    opt = torch.optim.AdamW(model.parameters(), lr=DETOX_TRAIN["lr"], weight_decay=0.01)
     gen, model = torch.Generator().manual_seed(seed), model.train()
     for step in range(steps):
-        idx = torch.randint(len(texts), (32,), generator=gen).tolist()
+        idx = torch.randint(len(texts), (DETOX_TRAIN["batch"],), generator=gen).tolist()
         batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx])
@@ -457,7 +469,7 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
     held = corpus["heldout"] + probe
     ref = np.asarray(predict_prob(held))
     with torch.no_grad():
-        e = tok(held, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        e = tok(held, padding=True, truncation=True, max_length=DETOX_TRAIN["max_length"], return_tensors="pt")
         got = torch.sigmoid(model(**e).logits[:, 0]).numpy()
     return {"n_train": len(texts), "n_heldout": len(held), "accuracy_at_0.5": float(((got >= .5) == (ref >= .5)).mean()),
             "pearson": float(np.corrcoef(got, ref)[0, 1]), "heldout_toxic_share": float((ref >= .5).mean())}
@@ -477,8 +489,13 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int | None = None) -> dict:
-    """Build the selected stages into ``out_dir``; returns timings (s), sizes (bytes) and metrics."""
+def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int | None = None,
+          small: bool = False) -> dict:
+    """Build the selected stages into ``out_dir``; returns timings (s), sizes (bytes) and metrics.
+
+    ``steps`` overrides the training steps of both models; ``small`` uses a 10x smaller corpus
+    (smoke builds in tests). The full build uses neither.
+    """
     import torch
 
     out_dir = Path(out_dir)
@@ -488,8 +505,10 @@ def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int
     report: dict = {"seed": seed, "timings": {}, "sizes": {}}
     threads = torch.get_num_threads()
     try:
+        _seed_all(seed, TRAIN["threads"])
         t0 = time.perf_counter()
-        corpus = build_corpus(seed) if stages & {"corpus", "model", "detoxify"} else None
+        sizes = dict(n_qa=600, n_neutral=300) if small else {}
+        corpus = build_corpus(seed, **sizes) if stages & {"corpus", "model", "detoxify"} else None
         if "corpus" in stages:
             write_corpus(corpus, out_dir)
             report["corpus"] = {"docs": len(corpus["docs"]), "heldout": len(corpus["heldout"]),
@@ -506,7 +525,7 @@ def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int
             t0 = time.perf_counter()
             print("building detoxify-tiny ...", flush=True)
             report["detoxify"] = train_detoxify(corpus, out_dir / "tiny-gpt2", out_dir / "detoxify-tiny",
-                                                seed, steps or 600)
+                                                seed, steps or DETOX_TRAIN["steps"])
             report["timings"]["detoxify"] = time.perf_counter() - t0
         if "adapters" in stages:
             t0 = time.perf_counter()
@@ -530,14 +549,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help=f"comma-separated stages; default all of {','.join(STAGES)}")
     parser.add_argument("--seed", type=int, default=0, help="seed for every stage (default 0)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (smoke builds); default full")
+    parser.add_argument("--small", action="store_true", help="10x smaller corpus (smoke builds)")
 
 
 def run(args: argparse.Namespace) -> int:
     only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
     t0 = time.perf_counter()
-    report = build(args.out, only=only, seed=args.seed, steps=args.steps)
+    report = build(args.out, only=only, seed=args.seed, steps=args.steps, small=args.small)
     report["timings"]["total"] = time.perf_counter() - t0
-    if only is None and args.steps is None:
+    if only is None and args.steps is None and not args.small:
         (Path(args.out) / "build_info.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(json.dumps(report, indent=2, sort_keys=True))
     return 0

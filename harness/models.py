@@ -68,15 +68,19 @@ def _file_digest(path: Path, memo: dict[str, Any]) -> str:
 
 def file_sha256(path: Path) -> str:
     """sha256 of one file, memoized on (path, size, mtime) like model fingerprints."""
-    memo_path = _memo_file()
     with _memo_lock:
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (OSError, ValueError):
-            memo = {}
+        memo_path, memo = _load_memo()
         digest = _file_digest(path, memo)
         _save_memo(memo_path, memo)
     return digest
+
+
+def _load_memo() -> tuple[Path, dict[str, Any]]:
+    memo_path = _memo_file()
+    try:
+        return memo_path, json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        return memo_path, {}
 
 
 def _save_memo(memo_path: Path, memo: dict[str, Any]) -> None:
@@ -120,12 +124,8 @@ def model_fingerprint(path: str, adapter: str | None = None) -> str:
         raise ModelLoadError(f"--model {path}: no local files found to fingerprint. Fix: pass a local model "
                              "directory, or download the hub model once so it is in the Hugging Face cache.")
     dirs = [("model", directory)] + ([("adapter", Path(adapter).expanduser())] if adapter else [])
-    memo_path = _memo_file()
     with _memo_lock:
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (OSError, ValueError):
-            memo = {}
+        memo_path, memo = _load_memo()
         outer = hashlib.sha256()
         for role, d in dirs:
             files = _dir_files(d)
