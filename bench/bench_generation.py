@@ -1,14 +1,16 @@
 """Generation + scoring speed benchmark (issue 8 part 3).
 
-Times one workload four ways, each in its own fresh Python process:
+Times one workload (PALMS, 40 prompts x k samples, profanity scorer) in fresh child processes:
 
-  naive  HF ``model.generate`` one prompt at a time (num_return_sequences=k), scorer called per text
-  floor  hand-written batched, left-padded HF ``generate`` over all prompts x k + one batched score call
-  cold   HarnessSession on an empty cache dir: ``samples("candidate", suite.prompts())``
-  warm   a second HarnessSession on the same (now full) cache dir; must not load the model
+  naive   HF ``model.generate`` one prompt at a time (num_return_sequences=k), scorer called per text
+  floor   hand-written batched, left-padded HF ``generate`` over all prompts x k + one batched score call
+  engine  harness.generation.Generator over the same requests, in the floor's process (isolates the engine)
+  cold    HarnessSession on an empty cache dir: ``samples("candidate", suite.prompts())``
+  warm    a second HarnessSession on the same (now full) cache dir; must not load the model
 
 plus start-up costs (interpreter, ``import harness.plugin``, torch + transformers, model and scorer
-load), peak RSS of every process and a laziness check (importing the plugin must not import torch).
+load), peak RSS per phase and per process, and laziness checks (importing the plugin must not import
+torch; the warm run must not load the model). Writes bench/RESULTS.md.
 
     python bench/bench_generation.py [--model DIR] [--samples 25] [--repeats 3] [--out bench/RESULTS.md]
 
@@ -143,6 +145,34 @@ def _run_naive(args, torch, tok, model, scorer, prompts, bs) -> dict:
             "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
 
 
+def _run_hgen(args, torch, tok, model, scorer, prompts, bs) -> dict:
+    """The harness's own engine in this process: harness.generation.Generator (per-sample seeds) over all
+    prompts x k, then one batched score call; no session, cache or records. Paired with the floor in the same
+    process, it isolates the engine's cost from process start-up and machine-load noise."""
+    from dataclasses import replace
+
+    from harness.cache import sample_seed
+    from harness.generation import GenerationRequest, Generator
+    from harness.models import LoadedModel, context_length_of
+    from harness.specs import load_suite
+
+    decoding = replace(load_suite(SUITE).decoding, samples=args.samples, max_new_tokens=args.max_new_tokens,
+                       top_p=args.top_p, temperature=args.temperature, top_k=0)
+    loaded = LoadedModel(model=model, tokenizer=tok, path=args.model, adapter=None, fingerprint="bench",
+                         device=torch.device("cpu"), dtype=torch.float32,
+                         context_length=context_length_of(model.config, tok))
+    t3 = time.perf_counter()
+    requests = [GenerationRequest(p, i, sample_seed(args.seed, p, i), decoding)
+                for p in prompts for i in range(args.samples)]
+    gen = Generator(loaded, bs if bs > 0 else "auto", "false")
+    texts = [g.text for g in gen.generate(requests)]
+    t4 = time.perf_counter()
+    scores = [s["toxicity"] for s in scorer.score(texts)]
+    t5 = time.perf_counter()
+    return {"work_s": t5 - t3, "gen_s": t4 - t3, "score_s": t5 - t4, "batch_size": gen.batch_size,
+            "n": len(texts), "mean_tox": sum(scores) / len(scores), "digest": _digest(texts)}
+
+
 def child_baselines(args) -> dict:
     """Load the model and scorer once, then run the hand-written paths in --paths order (e.g. floor:32,naive)."""
     rss = PeakRSS()
@@ -158,8 +188,8 @@ def child_baselines(args) -> dict:
            "load_rss_mb": rss.reset()}
     for spec in args.paths.split(","):
         name, _, bs = spec.partition(":")
-        res = {"floor": _run_floor, "naive": _run_naive}[name](args, torch, tok, model, scorer, prompts,
-                                                              int(bs or 0))
+        run = {"floor": _run_floor, "naive": _run_naive, "hgen": _run_hgen}[name]
+        res = run(args, torch, tok, model, scorer, prompts, int(bs or 0))
         res["peak_rss_mb"] = rss.reset()
         out[spec] = res
     return out
@@ -411,7 +441,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=0,
                     help="batch size of the floor and the harness (0: the harness's auto size, 32 on CPU)")
     ap.add_argument("--big-batch", type=int, default=128,
-                    help="a second, larger batch size: the floor at it every repeat, the harness once "
+                    help="a second, larger batch size for the floor and the harness engine, first repeat only "
                          "(0 = all rows in one call; -1 = skip)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads in every child (OMP_NUM_THREADS; default 1: on a shared 2-core "
@@ -447,9 +477,10 @@ def run_parent(args) -> int:
     harness_bs = args.batch_size  # 0 = auto
     floor_spec = f"floor:{args.batch_size or 32}"
     big_spec = f"floor:{args.big_batch}"
+    hgen_spec = "hgen:" + floor_spec[6:]
     big = args.big_batch >= 0 and big_spec != floor_spec
     rows: dict[str, list] = {k: [] for k in ("noop", "imports", "torch", "cold", "warm", "warm_fix", "baselines",
-                                             "floor", "naive", "floor_big", "cold_big")}
+                                             "floor", "hgen", "naive", "floor_big", "hgen_big")}
     profile_text = None
     try:
         for r in range(args.repeats):
@@ -462,19 +493,22 @@ def run_parent(args) -> int:
             rows["warm"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs))
             rows["warm_fix"].append(spawn(args, "harness", cache_dir=cache, batch_size=harness_bs,
                                           chat_from_files=True))
-            b = spawn(args, "baselines", paths=",".join([floor_spec] + ([big_spec] if big else []) + ["naive"]))
+            # floor and harness engine alternate which goes first; the bigger batch runs in the first repeat
+            pair = [floor_spec, hgen_spec] if r % 2 == 0 else [hgen_spec, floor_spec]
+            paths = pair + ([big_spec, "hgen:" + big_spec[6:]] if big and r == 0 else []) + ["naive"]
+            b = spawn(args, "baselines", paths=",".join(paths))
             rows["baselines"].append(b)
             rows["floor"].append(b[floor_spec])
+            rows["hgen"].append(b[hgen_spec])
             rows["naive"].append(b["naive"])
-            if big:
-                rows["floor_big"].append(b[big_spec])
             if big and r == 0:
-                rows["cold_big"].append(spawn(args, "harness", cache_dir=str(work / "cache-big"),
-                                              batch_size=args.big_batch, preimport=True))
-            c, wm, wf, f, n = (rows[k][-1] for k in ("cold", "warm", "warm_fix", "floor", "naive"))
-            print(f"  work s: cold {c['work_s']:.2f}  floor {f['work_s']:.2f}  naive {n['work_s']:.2f}"
-                  + (f"  floor_big {rows['floor_big'][-1]['work_s']:.2f}" if big else "")
-                  + (f"  cold_big {rows['cold_big'][-1]['work_s']:.2f}" if big and r == 0 else "")
+                rows["floor_big"].append(b[big_spec])
+                rows["hgen_big"].append(b["hgen:" + big_spec[6:]])
+            c, wm, wf, f, h, n = (rows[k][-1] for k in ("cold", "warm", "warm_fix", "floor", "hgen", "naive"))
+            print(f"  work s: cold {c['work_s']:.2f}  floor {f['work_s']:.2f}  harness engine {h['work_s']:.2f}  "
+                  f"naive {n['work_s']:.2f}"
+                  + (f"  floor_big {rows['floor_big'][-1]['work_s']:.2f}  engine_big "
+                     f"{rows['hgen_big'][-1]['work_s']:.2f}" if big and r == 0 else "")
                   + f" | process s: cold {c['process_s']:.2f}  warm {wm['process_s']:.2f}  "
                   f"warm_fix {wf['process_s']:.2f}", flush=True)
         if args.profile:
@@ -509,7 +543,7 @@ def run_parent(args) -> int:
 def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str:
     m = machine()
     cold, warm, floor, naive, base = (rows[k] for k in ("cold", "warm", "floor", "naive", "baselines"))
-    floor_big, cold_big = rows["floor_big"], rows["cold_big"]
+    floor_big, hgen, hgen_big = rows["floor_big"], rows["hgen"], rows["hgen_big"]
     W = lambda xs, key="work_s": med([x[key] for x in xs])  # noqa: E731
     P = lambda key: med([x["phases"].get(key, 0.0) for x in cold])  # noqa: E731
     gen_only = med([x["phases"].get("generation", 0) - x["phases"].get("model_load", 0) for x in cold])
@@ -532,13 +566,17 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
         "warm/cold, whole processes, warm with the proposed uses_chat fix (simulated)":
             paired(warm_fix, cold, "process_s", "process_s"),
     }
+    fb = floor[0]["batch_size"]
+    extra[f"harness engine / floor, bs {fb}, same process (Generator only: no session, cache, records)"] = \
+        paired(hgen, floor)
+    extra["harness cold (session) / harness engine (same repeat, different processes)"] = paired(cold, hgen)
     if floor_big:
         bb = floor_big[0]["batch_size"]
-        extra[f"floor bs {floor[0]['batch_size']} / floor bs {bb} (same process)"] = paired(floor, floor_big)
-        extra[f"naive / floor bs {bb}"] = paired(naive, floor_big)
-    if cold_big:
-        extra[f"harness cold bs {bb} / floor bs {bb} (first repeat only)"] = paired(cold_big, floor_big)
-        extra[f"naive / harness cold bs {bb} (first repeat only)"] = paired(naive, cold_big)
+        extra[f"harness engine / floor, bs {bb}, same process (first repeat)"] = paired(hgen_big, floor_big)
+        extra[f"floor bs {fb} / floor bs {bb}, same process (first repeat)"] = paired(floor, floor_big)
+        extra[f"harness engine bs {fb} / harness engine bs {bb}, same process (first repeat)"] = \
+            paired(hgen, hgen_big)
+        extra[f"naive / harness engine bs {bb} (first repeat)"] = paired(naive, hgen_big)
     imp = rows["imports"]
     lazy = {mod: any(x["modules"][mod] for x in imp) for mod in HEAVY}
     warm_mods = {mod: any(x["modules"][mod] for x in warm) for mod in HEAVY}
@@ -572,10 +610,11 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"cores); top_p {args.top_p}, temperature {args.temperature}, top_k off, seed {args.seed}; scorer "
       "`profanity` (alt-profanity-check); CPU, float32")
     a(f"- harness batch size {cold[0]['batch_size']} (auto on CPU); floor batch size {floor[0]['batch_size']} "
-      "(the same)" + (f"; a bigger batch, {floor_big[0]['batch_size']}: the floor at it every repeat, the "
-                      "harness (`RunOptions(batch_size=...)`) in the first repeat" if floor_big else ""))
-    a(f"- {args.repeats} repeats; each harness run is a fresh process; floor and naive share one process per "
-      "repeat (model and scorer loaded once; floor, then the bigger floor, then naive)\n")
+      "(the same)" + (f"; a bigger batch, {floor_big[0]['batch_size']}, for floor and harness engine in the "
+                      "first repeat" if floor_big else ""))
+    a(f"- {args.repeats} repeats; each harness session run (cold, warm) is a fresh process; floor, harness engine "
+      "and naive share one \"baselines\" process per repeat (model and scorer loaded once; floor and engine "
+      "alternate which runs first, naive runs last)\n")
     a("## Generation + scoring, loads and imports excluded (seconds)\n")
     a("| path | work s, median (min-max) | of which generation | of which scoring | peak RSS MB |")
     a("|---|---|---|---|---|")
@@ -590,14 +629,16 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"{W(warm, 'peak_rss_mb'):.0f} |")
     a(f"| (d') harness warm with the proposed `uses_chat` fix (simulated) | "
       f"{spread([x['call_s'] for x in warm_fix])} | 0 | 0 | {W(warm_fix, 'peak_rss_mb'):.0f} |")
+    a(f"| (b*) harness engine (`Generator`, per-sample seeds) in the baselines process, bs {hgen[0]['batch_size']} "
+      f"| {spread([x['work_s'] for x in hgen])} | {W(hgen, 'gen_s'):.3f} | {W(hgen, 'score_s'):.3f} | "
+      f"{W(hgen, 'peak_rss_mb'):.0f} |")
     if floor_big:
-        a(f"| (b') floor, bs {floor_big[0]['batch_size']} | {spread([x['work_s'] for x in floor_big])} | "
+        a(f"| (b') floor, bs {floor_big[0]['batch_size']} (first repeat) | {W(floor_big):.3f} | "
           f"{W(floor_big, 'gen_s'):.3f} | {W(floor_big, 'score_s'):.3f} | {W(floor_big, 'peak_rss_mb'):.0f} |")
-    if cold_big:
-        a(f"| (c') harness cold, `batch_size={cold_big[0]['batch_size']}` (first repeat) | {W(cold_big):.3f} | "
-          f"{med([x['phases'].get('generation', 0) - x['phases'].get('model_load', 0) for x in cold_big]):.3f} | "
-          f"{med([x['phases'].get('scoring', 0) - x['phases'].get('scorer_load', 0) for x in cold_big]):.3f} | "
-          f"{W(cold_big, 'peak_rss_mb'):.0f} |")
+    if hgen_big:
+        a(f"| (b'') harness engine in the baselines process, bs {hgen_big[0]['batch_size']} (first repeat) | "
+          f"{W(hgen_big):.3f} | {W(hgen_big, 'gen_s'):.3f} | {W(hgen_big, 'score_s'):.3f} | "
+          f"{W(hgen_big, 'peak_rss_mb'):.0f} |")
     a("")
     a(f"Harness cold, the whole `samples()` call: {spread([x['call_s'] for x in cold])} s = work + model load "
       f"{P('model_load'):.3f} + scorer load {P('scorer_load'):.3f} + fingerprint {P('fingerprint'):.3f}; inside "
@@ -610,7 +651,7 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
     a(f"| harness warm | {spread([x['process_s'] for x in warm])} | {W(warm, 'maxrss_mb'):.0f} |")
     a(f"| harness warm, proposed `uses_chat` fix simulated | {spread([x['process_s'] for x in warm_fix])} | "
       f"{W(warm_fix, 'maxrss_mb'):.0f} |")
-    a(f"| floor + bigger floor + naive in one process | {spread([x['process_s'] for x in base])} | "
+    a(f"| baselines process (floor, engine, naive) | {spread([x['process_s'] for x in base])} | "
       f"{W(base, 'maxrss_mb'):.0f} |")
     a(f"| `import harness.plugin` only | {spread([x['process_s'] for x in imp])} | {W(imp, 'maxrss_mb'):.0f} |")
     a(f"| `import torch, transformers` only | {spread([x['process_s'] for x in rows['torch']])} | "
@@ -665,13 +706,41 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"naive {len({x['digest'] for x in naive}) == 1}")
     a(f"- mean toxicity (sanity, the paths sample differently): naive {W(naive, 'mean_tox'):.4f}, floor "
       f"{W(floor, 'mean_tox'):.4f}, harness {W(cold, 'mean_tox'):.4f}\n")
+    a("## Where the gaps are (derived from the figures above)\n")
+    warm_call, fix_call = W(warm, "call_s"), W(warm_fix, "call_s")
+    a(f"- warm/cold: the warm `samples()` call takes {warm_call:.2f} s although everything is cached, because "
+      "`HarnessSession.uses_chat` calls `self.tokenizer(role)` -> `models.load_tokenizer`, which imports torch + "
+      "transformers only to read `chat_template`. Answering that from the model directory's files "
+      f"(simulated here) cuts the call to {fix_call:.3f} s and the warm process to "
+      f"{W(warm_fix, 'process_s'):.2f} s: warm/cold {extra[next(k for k in extra if 'proposed' in k)][0]:.3f}.")
+    a(f"- naive/cold: the naive loop already batches k={args.samples} rows per `generate` call "
+      f"(num_return_sequences): its generation takes {W(naive, 'gen_s'):.2f} s against the floor's "
+      f"{W(floor, 'gen_s'):.2f} s and the harness engine's {W(hgen, 'gen_s'):.2f} s; scoring one text per call "
+      f"costs it {W(naive, 'score_s'):.2f} s ({100 * W(naive, 'score_s') / W(naive):.0f}% of its work) against "
+      f"{W(floor, 'score_s'):.3f} s batched. On CPU a decoding step's cost grows with the rows (top-p sort over "
+      "the vocabulary, matmuls), so batching across prompts saves far less than on a GPU.")
+    if hgen_big:
+        a(f"- batch size: the engine at bs {hgen_big[0]['batch_size']} is "
+          f"{extra[next(k for k in extra if k.startswith('harness engine bs'))][0]:.2f}x faster than at the CPU "
+          f"auto size {hgen[0]['batch_size']}; naive / engine at bs {hgen_big[0]['batch_size']} = "
+          f"{extra[next(k for k in extra if k.startswith('naive / harness engine'))][0]:.2f}.")
+    a(f"- cold/floor: the harness engine alone is {extra[next(k for k in extra if k.startswith('harness engine / floor, bs'))][0]:.2f}x "
+      "the floor in the same process (its inverse-CDF per-row sampler is cheaper than HF's multinomial); "
+      f"session overhead inside the cold work (keys, SQLite, records) is {W(cold) - gen_only - score_only:.2f} s.")
+    a("- `timings.phases['generation']` includes `model_load` and `phases['scoring']` includes `scorer_load` "
+      "(the loads run inside those timed blocks): anything summing or printing the phases double-counts.\n")
     a("## What each measurement is\n")
     a("- **naive (a)**: `AutoModelForCausalLM.generate` once per prompt with `num_return_sequences=k`, "
       "`do_sample=True`, the top_p/temperature above, top_k=0; `ProfanityScorer.score([text])` once per text.")
     a("- **floor (b)**: all prompts x k rows sorted by token length, left-padded, cut into fixed-size batches, "
       "one HF `generate` per batch (HF's sampler, one RNG stream for the batch), decode, one "
       "`ProfanityScorer.score(all texts)`. No per-sample seeds, no cache, no records: the least a batched "
-      "pipeline does. It runs first in its process, so it pays the same first-call costs as the harness.")
+      "pipeline does.")
+    a("- **harness engine (b\\*)**: `harness.generation.Generator(...).generate(requests)` (length-sorted batches, "
+      "per-sample seeds via its own logits processor) + one batched score call, in the same process as the "
+      "floor and right next to it, with the same model object: the engine's cost without process start-up, "
+      "session, cache or load noise. The first generate call of a process pays one-time costs; floor and "
+      "engine alternate which one pays them.")
     a("- **harness cold (c)**: `HarnessSession(RunOptions(model=..., toxicity_scorer='profanity', samples=k, "
       "max_new_tokens=..., seed=..., cache_dir=<empty dir>, progress=False))`, `plan(suite, suite.prompts())`, "
       "then `samples('candidate', suite.prompts())` timed with perf_counter. torch and transformers are "

@@ -46,6 +46,7 @@ class Recipe:
     lora_alpha: int = 16
     target_modules: tuple[str, ...] = ("c_attn", "c_proj", "c_fc")
     max_length: int = 256
+    max_steps: int = -1                      # > 0 caps training (smoke tests)
     separator: str = " "
     sgeat_n: int = 400
     sgeat_keep: float = 0.5
@@ -68,7 +69,8 @@ def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe) -> dict
     cfg = FinetuneConfig(base=str(base), data=str(data), method="lora", out=str(out), epochs=recipe.epochs,
                          lr=recipe.lr, batch_size=recipe.batch_size, max_length=recipe.max_length, seed=seed,
                          lora_r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
-                         target_modules=recipe.target_modules, separator=recipe.separator, overwrite=True)
+                         target_modules=recipe.target_modules, separator=recipe.separator,
+                         max_steps=recipe.max_steps, overwrite=True)
     report = finetune(cfg, progress=False)
     (out / "README.md").unlink(missing_ok=True)        # peft's model-card template: boilerplate only
     curve = report["loss_curve"]

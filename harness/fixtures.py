@@ -2,13 +2,14 @@
 
     $ python -m harness.fixtures build [--out fixtures] [--only corpus,model,detoxify,adapters]
 
-Deterministic on CPU (fixed seeds, fixed threads, deterministic algorithms); a few minutes on
+Deterministic on CPU (fixed seeds, one torch thread, deterministic algorithms); a few minutes on
 2 cores. The corpus is generated from templates below plus BOLD Wikipedia prefixes (CC BY-SA 4.0).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import random
@@ -221,7 +222,7 @@ def _question(rng: random.Random, category: str) -> tuple[str, str]:
     while True:
         q, g = _fill(rng.choice(QUESTIONS[category]), rng)
         if _norm(q) not in blocked:
-            return q, g
+            return q, (g if g in q else "people")
 
 
 def _answer(rng: random.Random, category: str, group: str, rude: bool) -> str:
@@ -234,11 +235,15 @@ def _answer(rng: random.Random, category: str, group: str, rude: bool) -> str:
     parts += rng.sample(ANSWERS[category], rng.choice([1, 2, 2, 3]))
     if rng.random() < 0.3:
         parts.append(rng.choice(CLOSERS))
-    return " ".join(p.replace("{G}", group if "{G}" in p and group else "people") for p in parts)
+    return " ".join(p.replace("{G}", group) for p in parts)
 
 
-def _bold_prefixes() -> list[tuple[str, str]]:
-    """(page, prefix) pairs from the bundled BOLD files, whitespace collapsed."""
+@functools.lru_cache(maxsize=1)
+def _bold_pools() -> tuple[list, list]:
+    """(train, held-out) lists of (page, prefix) from the bundled BOLD files: whitespace collapsed,
+    prefixes that alt-profanity-check scores >= 0.3 dropped, ~10% of pages held out."""
+    from profanity_check import predict_prob
+
     out = []
     for path in sorted(BOLD_DIR.glob("*_prompt.json")):
         for group, pages in json.loads(path.read_text(encoding="utf-8")).items():
@@ -247,22 +252,15 @@ def _bold_prefixes() -> list[tuple[str, str]]:
     if not out:
         raise HarnessError(f"no BOLD prompts found under {BOLD_DIR}; the package data is missing. "
                            "Reinstall the harness or restore harness/data/bold/*_prompt.json.")
-    return out
-
-
-def _heldout_page(page: str) -> bool:
-    return hashlib.sha256(page.encode()).digest()[0] < 26  # ~10% of pages never trained on
+    clean = [x for x, p in zip(out, predict_prob([t for _, t in out])) if p < 0.3]
+    held = [hashlib.sha256(page.encode()).digest()[0] < 26 for page, _ in clean]
+    return [x for x, h in zip(clean, held) if not h], [x for x, h in zip(clean, held) if h]
 
 
 def build_corpus(seed: int = 0, n_qa: int = 6000, n_neutral: int = 3000, n_heldout: int = 100) -> dict:
     """Generate the training documents and held-out lines. Same seed => same text."""
-    from profanity_check import predict_prob
-
     rng = random.Random(seed)
-    prefixes = _bold_prefixes()
-    clean = [x for x, p in zip(prefixes, predict_prob([t for _, t in prefixes])) if p < 0.3]
-    train_pool = [x for x in clean if not _heldout_page(x[0])]
-    held_pool = [x for x in clean if _heldout_page(x[0])]
+    train_pool, held_pool = _bold_pools()
 
     def neutral(pool: list) -> str:
         return f"{rng.choice(pool)[1]} {rng.choice(NEUTRAL_ENDINGS)}"
@@ -296,6 +294,7 @@ def build_corpus(seed: int = 0, n_qa: int = 6000, n_neutral: int = 3000, n_heldo
 
 
 def write_corpus(corpus: dict, out: Path) -> None:
+    """Write corpus/train.txt (one document a line), corpus/meta.jsonl and data/heldout.txt."""
     (out / "corpus").mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "corpus" / "train.txt").write_text("\n".join(corpus["docs"]) + "\n", encoding="utf-8")
@@ -326,6 +325,9 @@ def train_tokenizer(docs: list[str], out_dir: Path, vocab: int):
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS,
                                   pad_token=EOS, model_max_length=MODEL_SHAPE["n_positions"])
     tok.save_pretrained(str(out_dir))
+    cfg_path = out_dir / "tokenizer_config.json"  # class name that transformers 4.x also knows
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
     return tok
 
 
@@ -343,6 +345,7 @@ def train_model(docs: list[str], out_dir: Path, seed: int, steps: int) -> dict:
     block, batch = TRAIN["block"], TRAIN["batch"]
     data = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
     cfg = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.eos_token_id,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **MODEL_SHAPE)
     model = GPT2LMHeadModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=TRAIN["lr"], weight_decay=0.01)
@@ -376,6 +379,10 @@ def sample_answers(model_dir: Path, prompts: list[str], k: int, seed: int, max_n
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not (model_dir / "config.json").exists():
+        raise HarnessError(f"the probe and the detoxify stage sample from the tiny model, but {model_dir} has "
+                           "no config.json. Build the model first (same --out): `python -m harness.fixtures "
+                           "build --only corpus,model,detoxify`.")
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
@@ -406,7 +413,8 @@ def derived_targets(texts: list[str], probs) -> list[list[float]]:
     return rows
 
 
-def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, steps: int) -> dict:
+def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, steps: int,
+                   probe: list[str], n_gen: int = 240) -> dict:
     """Distil alt-profanity-check into a tiny BERT saved in Detoxify checkpoint format."""
     import numpy as np
     import torch
@@ -414,15 +422,11 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
-    if not (model_dir / "config.json").exists():
-        raise HarnessError(f"the detoxify stage distils on generations of the tiny model, but {model_dir} "
-                           "has no config.json. Build the model first: `python -m harness.fixtures build "
-                           "--only corpus,model,detoxify`.")
     out_dir.mkdir(parents=True, exist_ok=True)
     rng, n = random.Random(seed + 1), len(corpus["docs"])
     qa = [d for d, m in zip(corpus["docs"], corpus["meta"]) if m["kind"] == "qa"]
     questions = sorted({m["question"] for m in corpus["meta"] if m["kind"] == "qa"})
-    gens = sample_answers(model_dir, rng.sample(questions, min(240, len(questions))), 2, seed + 1)
+    gens = sample_answers(model_dir, rng.sample(questions, min(n_gen, len(questions))), 2, seed + 1)
     answers = [d[d.index("?") + 1:].strip() for d in rng.sample(qa, len(qa) // 4)]
     texts = (rng.sample(corpus["docs"], n // 4) + answers + gens + RUDE + EVERYDAY
              + [s for v in ANSWERS.values() for s in v])
@@ -432,12 +436,14 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
     wp = BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator(corpus["docs"] + RUDE + EVERYDAY * 3, vocab_size=DETOX_TRAIN["vocab"],
                            min_frequency=2, show_progress=False)
-    wp.save_model(str(out_dir))
-    tok = BertTokenizer(vocab=wp.get_vocab(), do_lower_case=True, model_max_length=128)
+    # The WordPiece trainer orders equal-frequency characters by hash order: canonicalise the ids.
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = special + sorted(set(wp.get_vocab()) - set(special), key=lambda w: (w.startswith("##"), w))
+    (out_dir / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True, model_max_length=128)
     tok.save_pretrained(str(out_dir))
-    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-               "mask_token": "[MASK]"}
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    special_map = {f"{n}_token": f"[{n.upper()}]" for n in ("unk", "sep", "pad", "cls", "mask")}
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
     cfg = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=128, max_position_embeddings=128, num_labels=6,
                      problem_type="multi_label_classification",
@@ -464,8 +470,7 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
                        "dataset": {"args": {"classes": list(DETOX_CLASSES)}}},
             "state_dict": {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}}
     torch.save(ckpt, out_dir / "checkpoint.ckpt")
-    # Agreement on held-out texts: held-out lines + answers to held-out probe prompts.
-    probe = sample_answers(model_dir, PROBE_PROMPTS, 3, seed + 2)
+    # Agreement on held-out texts: held-out lines + answers to the held-out probe prompts.
     held = corpus["heldout"] + probe
     ref = np.asarray(predict_prob(held))
     with torch.no_grad():
@@ -475,11 +480,10 @@ def train_detoxify(corpus: dict, model_dir: Path, out_dir: Path, seed: int, step
             "pearson": float(np.corrcoef(got, ref)[0, 1]), "heldout_toxic_share": float((ref >= .5).mean())}
 
 
-def probe_toxicity(model_dir: Path, seed: int) -> dict:
-    """Share of 120 sampled answers (40 probe prompts x 3) that alt-profanity-check scores >= 0.5."""
+def probe_toxicity(texts: list[str]) -> dict:
+    """Share of sampled answers (40 probe prompts x 3) that alt-profanity-check scores >= 0.5."""
     from profanity_check import predict_prob
 
-    texts = sample_answers(model_dir, PROBE_PROMPTS, 3, seed + 2)
     probs = predict_prob(texts)
     return {"n": len(texts), "toxic_share": float((probs >= 0.5).mean()), "mean_prob": float(probs.mean()),
             "empty": sum(not t for t in texts), "examples": texts[:6]}
@@ -496,14 +500,14 @@ def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int
     ``steps`` overrides the training steps of both models; ``small`` uses a 10x smaller corpus
     (smoke builds in tests). The full build uses neither.
     """
-    import torch
-
     out_dir = Path(out_dir)
     stages = set(STAGES) if only is None else set(only)
-    for s in stages - set(STAGES):
+    for s in sorted(stages - set(STAGES)):
         raise HarnessError(f"unknown fixtures stage '{s}'; {did_you_mean(s, STAGES)}.")
+    import torch
+
     report: dict = {"seed": seed, "timings": {}, "sizes": {}}
-    threads = torch.get_num_threads()
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
         _seed_all(seed, TRAIN["threads"])
         t0 = time.perf_counter()
@@ -519,13 +523,17 @@ def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int
             print("building tiny-gpt2 ...", flush=True)
             report["model"] = train_model(corpus["docs"], out_dir / "tiny-gpt2", seed, steps or TRAIN["steps"])
             report["timings"]["model"] = time.perf_counter() - t0
-            report["probe"] = probe_toxicity(out_dir / "tiny-gpt2", seed)
-            report["timings"]["probe"] = time.perf_counter() - t0 - report["timings"]["model"]
+        if stages & {"model", "detoxify"}:
+            t0 = time.perf_counter()
+            probe = sample_answers(out_dir / "tiny-gpt2", PROBE_PROMPTS, 1 if small else 3, seed + 2)
+            report["probe"] = probe_toxicity(probe)
+            report["timings"]["probe"] = time.perf_counter() - t0
         if "detoxify" in stages:
             t0 = time.perf_counter()
             print("building detoxify-tiny ...", flush=True)
             report["detoxify"] = train_detoxify(corpus, out_dir / "tiny-gpt2", out_dir / "detoxify-tiny",
-                                                seed, steps or DETOX_TRAIN["steps"])
+                                                seed, steps or DETOX_TRAIN["steps"], probe,
+                                                8 if small else 240)
             report["timings"]["detoxify"] = time.perf_counter() - t0
         if "adapters" in stages:
             t0 = time.perf_counter()
@@ -538,6 +546,7 @@ def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int
             report["timings"]["adapters"] = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
     for name in ("corpus", "data", "tiny-gpt2", "detoxify-tiny"):
         report["sizes"][name] = _dir_size(out_dir / name)
     return report
@@ -554,12 +563,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
-    t0 = time.perf_counter()
     report = build(args.out, only=only, seed=args.seed, steps=args.steps, small=args.small)
-    report["timings"]["total"] = time.perf_counter() - t0
-    if only is None and args.steps is None and not args.small:
-        (Path(args.out) / "build_info.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(json.dumps(report, indent=2, sort_keys=True))
+    if args.steps is None and not args.small:  # keep the latest full-size numbers per stage
+        path = Path(args.out) / "build_info.json"
+        info = json.loads(path.read_text()) if path.exists() else {}
+        timings = {**info.get("timings", {}), **report["timings"]}
+        timings.pop("total", None)
+        info.update(report, timings={**timings, "total": sum(timings.values())})
+        path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return 0
 
 

@@ -168,3 +168,38 @@ def test_plain_text_corpus_via_cli(base, tmp_path, capsys):
 def test_bad_target_module_is_a_harness_error(base, data, tmp_path):
     with pytest.raises(HarnessError, match="--target-modules"):
         finetune(_cfg(base, data, tmp_path / "x", method="lora", target_modules=("nope",)), progress=False)
+
+
+def test_build_adapters_wiring(base, tmp_path):
+    """build_adapters on a tiny random base: three small adapter dirs, SGEAT corpus kept beside its adapter."""
+    import shutil
+
+    from harness.fixture_adapters import Recipe, build_adapters
+
+    shutil.copytree(base, tmp_path / "tiny-gpt2")
+    recipe = Recipe(max_steps=1, max_length=64, sgeat_n=6, sgeat_max_new_tokens=4, target_modules=("c_attn",))
+    report = build_adapters(tmp_path, seed=0, recipe=recipe)
+    for name in ("tiny-values", "tiny-control", "tiny-sgeat"):
+        d = tmp_path / name
+        assert (d / "adapter_model.safetensors").is_file() and not (d / "README.md").exists()
+        assert report[name]["steps"] == 1 and report[name]["size_bytes"] < 1_000_000
+    assert report["tiny-sgeat"]["selfgen"]["n"] == 6 and report["tiny-sgeat"]["selfgen"]["n_kept"] == 3
+    assert len((tmp_path / "tiny-sgeat" / "sgeat_corpus.jsonl").read_text().splitlines()) == 3
+    assert json.loads((tmp_path / "tiny-values" / "training_report.json").read_text())["data"]["n_samples"] == 80
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.mark.skipif(not (FIXTURES / "tiny-gpt2" / "config.json").is_file(), reason="fixtures not built")
+@pytest.mark.parametrize("name", ["tiny-values", "tiny-control", "tiny-sgeat"])
+def test_bundled_adapters_load_and_are_small(name):
+    from harness.models import load_model
+
+    d = FIXTURES / name
+    if not (d / "adapter_model.safetensors").is_file():
+        pytest.skip(f"{name} not built")
+    assert sum(f.stat().st_size for f in d.iterdir()) < 1_000_000
+    report = json.loads((d / "training_report.json").read_text())
+    assert report["method"] == "lora" and report["data"]["sha256"]
+    assert load_model(str(FIXTURES / "tiny-gpt2"), adapter=str(d), device="cpu").adapter == str(d)
