@@ -725,7 +725,7 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
           f"auto size {hgen[0]['batch_size']}; naive / engine at bs {hgen_big[0]['batch_size']} = "
           f"{extra[next(k for k in extra if k.startswith('naive / harness engine'))][0]:.2f}.")
     a(f"- cold/floor: the harness engine alone is {extra[next(k for k in extra if k.startswith('harness engine / floor, bs'))][0]:.2f}x "
-      "the floor in the same process (its inverse-CDF per-row sampler is cheaper than HF's multinomial); "
+      "the floor in the same process (per-sample seeded sampling included); "
       f"session overhead inside the cold work (keys, SQLite, records) is {W(cold) - gen_only - score_only:.2f} s.")
     a("- `timings.phases['generation']` includes `model_load` and `phases['scoring']` includes `scorer_load` "
       "(the loads run inside those timed blocks): anything summing or printing the phases double-counts.\n")

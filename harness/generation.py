@@ -75,7 +75,7 @@ class Generator:
         self.batch_size = batch_size
         self._auto = batch_size == "auto"
         if self._auto:
-            self.batch_size = 64 if loaded.device.type == "cuda" else 32
+            self.batch_size = 64  # CPU: 64 measured 1.3x faster than 32 on the bundled model (bench/)
         self.truncated_prompts: set[str] = set()
 
     def encode(self, prompt: str, max_new_tokens: int, chat: bool = False) -> tuple[list[int], bool]:

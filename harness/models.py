@@ -172,6 +172,21 @@ def context_length_of(config: Any, tokenizer: Any) -> int:
     return value if isinstance(value, int) and 0 < value < 10**7 else 2048
 
 
+def has_chat_template(path: str) -> bool | None:
+    """Whether a local model directory's tokenizer has a chat template, read from its files without
+    importing transformers (None: not decidable from files, e.g. a hub id)."""
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        return None
+    if (directory / "chat_template.jinja").is_file() or (directory / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return bool(config.get("chat_template"))
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 

@@ -194,8 +194,15 @@ class HarnessSession:
         return {"on": "true", "off": "false"}.get(self.options.chat_template, "auto")
 
     def uses_chat(self, role: str, suite: Suite) -> bool:
+        from harness.models import has_chat_template
+
         setting = self._chat_option() if self._chat_option() != "auto" else suite.chat_template
-        has = bool(getattr(self.tokenizer(role), "chat_template", None))
+        if setting == "false":
+            return False
+        r = self.roles[role]
+        has = has_chat_template(r.path) if r.tokenizer is None else None  # files first: no torch import
+        if has is None:
+            has = bool(getattr(self.tokenizer(role), "chat_template", None))
         if setting == "true" and not has:
             raise HarnessError(f"suite {suite.id}: chat_template is on but {self.roles[role].path} has no chat "
                                "template. Fix: --chat-template off, or chat_template: auto in the suite.")
@@ -280,8 +287,8 @@ class HarnessSession:
             return
         r = self.roles[role]
         r.generated += len(items)
-        t = time.perf_counter()
         backend = self.backend(role)
+        t = time.perf_counter()
         for chat in (False, True):
             group = [it for it in items if it[2] == chat]
             if not group:
@@ -339,7 +346,9 @@ class HarnessSession:
         todo = list(dict.fromkeys(k for k in keys if k not in hits))
         if todo:
             first = {k: x for k, x in zip(keys, texts)}
+            t_load = time.perf_counter()
             scorer = self.scorer()
+            t += time.perf_counter() - t_load  # scoring time excludes the one-off load (its own phase)
             if hasattr(scorer, "progress"):
                 scorer.progress = self.options.progress
             with self.progress_context() if self.options.progress else contextlib.nullcontext():
