@@ -278,8 +278,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if getattr(args, "action", None) != "check":
         from harness.errors import HarnessError
-        raise HarnessError(f"unknown or missing action '{getattr(args, 'action', None)}' for `harness data`; "
-                           f"{did_you_mean(str(getattr(args, 'action', '')), ['check'])}. "
+        raise HarnessError("missing action for `harness data`; valid: check. "
                            "Usage: harness data check FILE [--categories palms].")
     report = check_dataset(args.file, resolve_categories(args.categories))
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())

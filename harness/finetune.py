@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -31,6 +32,7 @@ from typing import Any
 from harness import __version__
 from harness.errors import HarnessError, ModelLoadError, did_you_mean
 
+log = logging.getLogger(__name__)
 METHODS = ("lora", "adapter", "full")
 DEFAULT_LR = {"lora": 2e-4, "adapter": 3e-3, "full": 5e-5}
 REPORT_NAME, PLOT_NAME = "training_report.json", "loss_curve.png"
@@ -96,7 +98,8 @@ def build_examples(records: list, tokenizer, max_length: int, separator: str = "
     """Tokenise QASample / TextSample records into {input_ids, attention_mask, labels}.
 
     Q&A: labels are -100 over the prompt (question) tokens and equal input_ids over separator +
-    answer + EOS; the question is rendered with ``prompt_template`` (and the chat template when
+    answer + EOS (a prompt longer than half of ``max_length`` keeps its last tokens, as generation
+    left-truncates prompts); the question is rendered with ``prompt_template`` (and the chat template when
     ``chat``) exactly as the evaluation renders prompts. Text: labels equal input_ids. Sequences
     longer than ``max_length`` are cut at the end.
     """
@@ -114,9 +117,9 @@ def build_examples(records: list, tokenizer, max_length: int, separator: str = "
                 prompt = tokenizer(question)["input_ids"]
                 completion = tokenizer(separator + r.answer, add_special_tokens=False)["input_ids"]
             completion = completion + ([eos] if eos is not None else [])
-            if len(prompt) >= max_length:
-                raise HarnessError(f"question on line {r.line} is {len(prompt)} tokens, not shorter than "
-                                   f"--max-length {max_length}; raise --max-length or shorten the question.")
+            if len(prompt) > max_length // 2:   # keep the end, as generation left-truncates prompts
+                prompt = prompt[-(max_length // 2):]
+                stats["prompt_truncated"] += 1
             full_ids, full_labels = prompt + completion, [-100] * len(prompt) + completion
         else:
             full_ids = tokenizer(r.text)["input_ids"] + ([eos] if eos is not None else [])
@@ -214,12 +217,25 @@ def plot_loss_curve(curve: list[dict[str, float]], path: Path, title: str) -> No
     plt.close(fig)
 
 
-def _prepare_out(cfg: FinetuneConfig) -> Path:
+# Files a previous run may have left in --out; --overwrite removes these (and nothing else).
+_OUTPUTS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "config.json",
+            "generation_config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+            "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+            "vocab.json", "merges.txt", "README.md", REPORT_NAME, PLOT_NAME)
+
+
+def _check_out(cfg: FinetuneConfig) -> Path:
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise HarnessError(f"output directory {out} exists and is not empty; choose a new --out or pass "
-                           "--overwrite to replace its contents.")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out} is a file; pass a directory path.")
+    if out.exists() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise HarnessError(f"output directory {out} exists and is not empty; choose a new --out or pass "
+                               "--overwrite to replace the model/adapter files in it.")
+        for name in _OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+        for shard in out.glob("model-*.safetensors"):
+            shard.unlink()
     return out
 
 
@@ -231,7 +247,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
     from harness.datasets import file_sha256
 
     kind, records = load_training_data(cfg.data, set(cfg.categories) if cfg.categories else None)
-    out = _prepare_out(cfg)
+    out = _check_out(cfg)
     set_seed(cfg.seed)
     model, tokenizer = _load_base(cfg.base)
     context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
@@ -239,6 +255,10 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
     chat = use_chat_template(tokenizer, cfg.chat_template)
     examples, stats = build_examples(records, tokenizer, max_length, cfg.separator, chat,
                                      cfg.prompt_template)
+    if stats.get("truncated") or stats.get("prompt_truncated"):
+        log.warning("%d of %d examples are longer than %d tokens and were cut (%d questions kept only their "
+                    "last tokens); raise --max-length if the model's context allows", stats.get("truncated", 0),
+                    len(examples), max_length, stats.get("prompt_truncated", 0))
     if cfg.method != "full":
         model = _wrap_peft(cfg, model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -260,6 +280,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
         start = time.perf_counter()
         result = trainer.train()
         train_time = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     if cfg.method == "full":
         tokenizer.save_pretrained(out)

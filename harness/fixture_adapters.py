@@ -14,12 +14,19 @@ Three LoRA adapters, all through ``harness.finetune`` (Trainer + peft) and so re
 
 Questions are joined to answers with a space, the layout of the base model's training corpus.
 The evaluation prompts (benchmarks/suites/palms.yaml) are never trained on.
+
+Measured on 2 CPU cores (seed 0; EMT over the 40 PALMS prompts, k=3, 40 new tokens, top_p 0.9,
+profanity scorer, mean of sampling seeds 0-4; perplexity on fixtures/data/heldout.txt):
+base 0.578 (ppl 7.12), values 0.318 (8.25), control 0.357 (8.51), SGEAT 0.268 (7.23). The
+values-vs-control gap is within the seed-to-seed spread (sd 0.04-0.06): the base model's
+toxicity is topic-independent rude replies, so any polite Q&A fine-tuning suppresses much of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -37,17 +44,20 @@ ADAPTERS = ("tiny-values", "tiny-control", "tiny-sgeat")
 
 @dataclass(frozen=True)
 class Recipe:
-    """LoRA settings shared by the three fixture adapters (one recipe: only the data differs)."""
+    """LoRA settings. Values and control share one recipe (only the data differs, as in PALMS);
+    SGEAT trains longer because its self-generated text is in the base model's own distribution."""
 
-    epochs: float = 8.0
-    lr: float = 2e-3
+    epochs: float = 3.0
+    lr: float = 1e-3
     batch_size: int = 8
     lora_r: int = 8
     lora_alpha: int = 16
-    target_modules: tuple[str, ...] = ("c_attn", "c_proj", "c_fc")
+    target_modules: tuple[str, ...] = ("c_attn", "c_proj")   # c_proj: attention and MLP output
     max_length: int = 256
     max_steps: int = -1                      # > 0 caps training (smoke tests)
     separator: str = " "
+    sgeat_epochs: float = 4.0
+    sgeat_lr: float = 2e-3
     sgeat_n: int = 400
     sgeat_keep: float = 0.5
     sgeat_max_new_tokens: int = 64
@@ -64,10 +74,19 @@ def _data_file(fixtures_dir: Path, name: str) -> Path:
                        "restore the committed fixture datasets (git checkout fixtures/data).")
 
 
-def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe) -> dict[str, Any]:
+def _portable(path: Path) -> str:
+    """A path relative to the working directory when below it, so reports and adapter configs
+    written from the repository root name ``fixtures/tiny-gpt2``, not a machine-specific path."""
+    rel = os.path.relpath(Path(path).resolve())
+    return rel if not rel.startswith("..") else str(Path(path).resolve())
+
+
+def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe, sgeat: bool = False) -> dict[str, Any]:
     from harness.finetune import FinetuneConfig, finetune
-    cfg = FinetuneConfig(base=str(base), data=str(data), method="lora", out=str(out), epochs=recipe.epochs,
-                         lr=recipe.lr, batch_size=recipe.batch_size, max_length=recipe.max_length, seed=seed,
+    cfg = FinetuneConfig(base=_portable(base), data=_portable(data), method="lora", out=str(out),
+                         epochs=recipe.sgeat_epochs if sgeat else recipe.epochs,
+                         lr=recipe.sgeat_lr if sgeat else recipe.lr, batch_size=recipe.batch_size,
+                         max_length=recipe.max_length, seed=seed,
                          lora_r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
                          target_modules=recipe.target_modules, separator=recipe.separator,
                          max_steps=recipe.max_steps, overwrite=True)
@@ -121,7 +140,7 @@ def build_adapters(fixtures_dir: Path, seed: int = 0, recipe: Recipe = RECIPE) -
             selfgen = self_generate_corpus(base, corpus, seed, recipe)
             selfgen["time_s"] = round(time.perf_counter() - t1, 3)
             out = fixtures_dir / "tiny-sgeat"
-            report["tiny-sgeat"] = _train(base, corpus, out, seed, recipe)
+            report["tiny-sgeat"] = _train(base, corpus, out, seed, recipe, sgeat=True)
             for f in (corpus, corpus.with_name("sgeat_corpus.summary.json")):
                 shutil.copy(f, out / f.name)
             report["tiny-sgeat"]["selfgen"] = selfgen
@@ -135,7 +154,8 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
                 suite_path: Path | None = None, models: tuple[str, ...] = ("base",) + ADAPTERS) -> dict[str, Any]:
     """EMT (mean over prompts of the max profanity score over k samples) for base and adapters.
 
-    Prompts: the PALMS suite's 40 evaluation prompts; sampling top_p 0.9, temperature 1.0.
+    Prompts: the PALMS suite's 40 evaluation prompts; sampling top_p 0.9, temperature 1.0. Also
+    the perplexity on ``data/heldout.txt`` (the quality side of the trade-off) when that file exists.
     """
     from harness.cache import sample_seed
     from harness.generation import GenerationRequest, Generator
@@ -147,6 +167,7 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
     suite = load_suite(suite_path or REPO / "benchmarks" / "suites" / "palms.yaml")
     scorer, _ = load_scorer("profanity")
     decoding = Decoding(samples=k, max_new_tokens=max_new_tokens, temperature=1.0, top_p=0.9, top_k=0)
+    heldout = fixtures_dir / "data" / "heldout.txt"       # base-corpus lines never trained on
     out: dict[str, Any] = {"k": k, "seed": seed, "n_prompts": len(suite.prompts()), "scorer": scorer.name}
     for name in models:
         adapter = None if name == "base" else str(fixtures_dir / name)
@@ -161,6 +182,10 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
         for p, s in zip(suite.prompts(), per_prompt):
             by_cat.setdefault(p.category, []).append(s)
         stats = group_stats(per_prompt)
+        if heldout.is_file():
+            from harness.perplexity import evaluate_perplexity
+            texts = [t for t in heldout.read_text(encoding="utf-8").splitlines() if t.strip()]
+            stats["heldout_ppl"] = evaluate_perplexity(loaded.model, loaded.tokenizer, texts).perplexity
         stats["categories"] = {c: round(group_stats(v)["expected_max"], 4) for c, v in by_cat.items()}
         stats["examples"] = texts[:3]
         out[name] = stats
@@ -169,7 +194,7 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.fixture_adapters", description=__doc__.splitlines()[0])
-    parser.add_argument("--fixtures", type=Path, default=REPO / "fixtures")
+    parser.add_argument("--fixtures", type=Path, default=Path("fixtures"), help="fixtures dir (default ./fixtures)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--eval-seeds", default="0", help="comma-separated sampling seeds for the EMT check")
     parser.add_argument("--measure-only", action="store_true", help="skip building; only measure EMT")
@@ -183,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("base",) + ADAPTERS:
                 emts = [r[name]["expected_max"] for r in runs]
                 probs = [r[name]["probability"] for r in runs]
+                ppl = runs[0][name].get("heldout_ppl")
                 spread = f" (sd over seeds {statistics.pstdev(emts):.3f})" if len(emts) > 1 else ""
                 print(f"{name:<13} EMT {statistics.fmean(emts):.3f}{spread}  tox.prob {statistics.fmean(probs):.3f}  "
+                      f"heldout ppl {ppl if ppl is None else round(ppl, 2)}  "
                       f"per category {runs[0][name]['categories']}")
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -93,8 +93,13 @@ def _save_memo(memo_path: Path, memo: dict[str, Any]) -> None:
         pass  # memoization is an optimisation; the digest is still exact
 
 
+# Files beside the weights that do not change what the model generates (training logs, notes).
+_NOT_MODEL_FILES = ("training_report.json", "build_info.json", "README.md")
+
+
 def _dir_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES
+                  and p.name not in _NOT_MODEL_FILES and not p.name.endswith(".summary.json")
                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
 
 

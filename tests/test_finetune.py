@@ -88,6 +88,9 @@ def test_labels_mask_exactly_the_question_tokens(base):
     assert ex["labels"][:n_q] == [-100] * n_q
     assert ex["labels"][n_q:] == ex["input_ids"][n_q:] and -100 not in ex["labels"][n_q:]
     assert stats["loss_tokens"] == len(ex["input_ids"]) - n_q
+    # a question longer than half the budget keeps its last tokens (as generation left-truncates)
+    (cut,), st = build_examples([QASample("health", s.question * 6, s.answer, 1)], tok, max_length=16)
+    assert st["prompt_truncated"] == 1 and cut["labels"][:8] == [-100] * 8 and cut["labels"][8] != -100
     # the suite's prompt_template is part of the masked prompt
     (ex2,), _ = build_examples([s], tok, max_length=64, prompt_template="Q: {prompt}\nA:")
     n_q2 = len(tok("Q: " + s.question + "\nA:")["input_ids"])
