@@ -466,58 +466,6 @@ class HarnessSession:
             self._cache.close()
 
 
-def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Merge the results documents of several workers (pytest-xdist) into the single-process document."""
-    from harness.metrics import toxicity_records
-
-    docs = [d for d in docs if d]
-    if not docs:
-        raise HarnessError("no worker produced results")
-    merged = dict(max(docs, key=lambda d: sum(1 for m in d["config"]["models"].values() if m.get("device"))))
-    config = dict(merged["config"])
-    for d in docs:
-        for sid, info in d["config"].get("suites", {}).items():
-            config.setdefault("suites", {}).setdefault(sid, info)
-        if config.get("scorer") is None and d["config"].get("scorer"):
-            config["scorer"] = d["config"]["scorer"]
-    merged["config"] = config
-    samples = {(s["role"], s["suite"], s["category"], s["prompt_id"], s["sample_index"]): s
-               for d in docs for s in d["samples"]}
-    merged["samples"] = [samples[k] for k in sorted(samples)]
-    kinds = {sid: info.get("kind") for sid, info in config.get("suites", {}).items()}
-    merged["metrics"] = toxicity_records(s for s in merged["samples"] if kinds.get(s["suite"]) == "values")
-    extra = {}
-    for d in docs:
-        for m in d["metrics"]:
-            if not m["metric"].split(".")[-1] in ("max", "mean", "expected_max", "probability", "toxic_fraction") \
-                    or kinds.get(m["suite"]) != "values":
-                extra[json_key(m)] = m
-    merged["metrics"].extend(extra[k] for k in sorted(extra))
-    comps = {(c["suite"], c.get("category") or "", c["metric"]): c for d in docs for c in d.get("comparisons", [])}
-    merged["comparisons"] = [comps[k] for k in sorted(comps)]
-    merged["extras"] = {}
-    for d in docs:
-        for key, value in d.get("extras", {}).items():
-            if isinstance(value, dict) and isinstance(merged["extras"].get(key), dict):
-                merged["extras"][key].update(value)
-            else:
-                merged["extras"][key] = value
-    run: dict[str, Any] = {"generated": {}, "cached": {}, "timings_s": {}, "warnings": [], "workers": len(docs)}
-    for d in docs:
-        for part in ("generated", "cached", "timings_s"):
-            for k, v in d.get("run", {}).get(part, {}).items():
-                run[part][k] = run[part].get(k, 0) + v
-        run["warnings"].extend(w for w in d.get("run", {}).get("warnings", []) if w not in run["warnings"])
-    merged["run"] = run
-    return merged
-
-
-def json_key(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True, default=str)
-
-
 def _shard_of(case_id: str, count: int) -> int:
     import hashlib
 
