@@ -105,29 +105,19 @@ def test_unclosed_quote_points_at_the_line_where_the_quote_opened():
     assert "line 6" in msg, msg
 
 
-def test_unknown_top_level_key_did_you_mean():
-    msg = _error(DATA / "unknown_top_key.yaml")
-    assert "categores" in msg and "did you mean 'categories'?" in msg
-
-
-def test_unknown_prompt_key_did_you_mean():
-    msg = _error(DATA / "unknown_prompt_key.yaml")
-    assert "prompts[0].txt" in msg and "did you mean 'text'?" in msg
-
-
-def test_duplicate_prompt_id():
-    msg = _error(DATA / "duplicate_prompt.yaml")
-    assert "duplicate prompt id 'p1'" in msg and "categories[a]" in msg
-
-
-def test_duplicate_category_id():
-    msg = _error(DATA / "duplicate_category.yaml")
-    assert "duplicate category id 'a'" in msg
-
-
-def test_bad_decoding_value():
-    msg = _error(DATA / "bad_top_p.yaml")
-    assert "decoding.top_p" in msg and "1.5" in msg
+@pytest.mark.parametrize("name, expected", [
+    ("unknown_top_key.yaml", ("categores", "did you mean 'categories'?")),
+    ("unknown_prompt_key.yaml", ("prompts[0].txt", "did you mean 'text'?")),
+    ("duplicate_prompt.yaml", ("duplicate prompt id 'p1'", "categories[a]")),
+    ("duplicate_category.yaml", ("duplicate category id 'a'",)),
+    ("bad_top_p.yaml", ("decoding.top_p", "1.5")),
+    ("bad_id.yaml", ("categories[0].id", "'Bad Category' is not a valid id")),
+    ("unknown_kind.yaml", ("kind", "did you mean 'values'?")),
+])
+def test_bad_suite_files_name_the_field(name, expected):
+    msg = _error(DATA / name)
+    for text in expected:
+        assert text in msg, msg
 
 
 @pytest.mark.parametrize("field, value", [("samples", 0), ("samples", 2.5), ("max_new_tokens", True),
@@ -137,16 +127,6 @@ def test_other_bad_decoding_values(tmp_path, field, value):
     path.write_text(yaml.safe_dump({"suite": "d", "kind": "values", "decoding": {field: value},
                                     "categories": [{"id": "a", "prompts": [{"id": "p", "text": "hi"}]}]}))
     assert f"decoding.{field}" in _error(path)
-
-
-def test_bad_id():
-    msg = _error(DATA / "bad_id.yaml")
-    assert "categories[0].id" in msg and "'Bad Category' is not a valid id" in msg
-
-
-def test_unknown_kind_did_you_mean():
-    msg = _error(DATA / "unknown_kind.yaml")
-    assert "kind" in msg and "did you mean 'values'?" in msg
 
 
 def test_non_utf8_file(tmp_path):
