@@ -30,15 +30,15 @@ PUBLISHED = [
 
 
 # ---- the bundled PALMS suite ------------------------------------------------------------------
-def test_palms_suite_has_8_categories_of_5_prompts():
+def test_palms_suite_has_8_categories_of_25_prompts():
     suite = load_suite(PALMS)
-    assert suite.id == "palms" and suite.kind == "values"
+    assert suite.id == "palms" and suite.kind == "values" and suite.version == "2"
     assert len(suite.categories) == 8
-    assert [len(c.prompts) for c in suite.categories] == [5] * 8
+    assert [len(c.prompts) for c in suite.categories] == [25] * 8
     prompts = suite.prompts()
-    assert len(prompts) == 40
-    assert len({p.case_id for p in prompts}) == 40
-    assert len({p.text for p in prompts}) == 40
+    assert len(prompts) == 200
+    assert len({p.case_id for p in prompts}) == 200
+    assert len({p.text.lower() for p in prompts}) == 200
     for c in suite.categories:
         assert c.desired_behavior.strip(), c.id
         assert all(p.category == c.id and p.suite == "palms" for p in c.prompts)
