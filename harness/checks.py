@@ -18,6 +18,7 @@ from typing import Any
 from harness import metrics
 from harness.errors import GateFailure, HarnessError, did_you_mean
 from harness.specs import Gate
+from harness.verdict import FAIL, PASS, Verdict
 
 PROMPT_METRICS = metrics.PROMPT_STATS
 GROUP_METRICS = metrics.GROUP_STATS
@@ -74,6 +75,21 @@ def evaluate(gates: Sequence[Gate], samples: Sequence[Mapping[str, Any]]) -> lis
     for s in samples:
         by_prompt[s["prompt_id"]].append(s)
     return [evaluate_gate(g, by_prompt) for g in gates]
+
+
+def to_verdict(case_id: str, level: str, suite: str, category: str, result: GateResult, scorer: str,
+               reference_value: float | None = None) -> Verdict:
+    """The Verdict of an absolute gate; a failure carries the worst sample as evidence."""
+    evidence = ""
+    if not result.passed:
+        prompt = f" to {result.worst_prompt[:120]!r}" if result.n > 1 else ""
+        evidence = (f"scorer {scorer}; worst sample{prompt} ({result.gate.metric.rpartition('.')[0]} "
+                    f"{result.worst_score:.3f}): {result.worst_text[:300]!r}")
+    return Verdict(case_id, level, suite, category, result.metric, PASS if result.passed else FAIL,
+                   "within the bound" if result.passed else "outside the bound", value=result.value,
+                   bound=result.gate.describe(), reference_value=reference_value, k=result.k, n=result.n,
+                   details={"evidence": evidence, "worst_score": result.worst_score,
+                            "worst_text": result.worst_text, "worst_prompt": result.worst_prompt})
 
 
 def raise_on_failure(case_id: str, results: Sequence[GateResult], scorer: str) -> None:

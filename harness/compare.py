@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError, ResultsError, did_you_mean
+from harness.verdict import json_safe
 from harness.stats import (CORRECTIONS, TESTS, Comparison, adjust_comparisons, bootstrap_mean_ci,
                            compare_units)
 
@@ -218,11 +219,13 @@ def compare_runs(candidate_doc: Mapping[str, Any], reference_doc: Mapping[str, A
             for cat, a, b in groups:
                 a, b = a.sort_values(["category", "unit"]), b.sort_values(["category", "unit"])
                 paired = list(zip(a.category, a.unit)) == list(zip(b.category, b.unit))
+                primary = cat is None or len(cats) == 1   # the suite-level row is the primary family
                 out.append(compare_units(
                     a.value.to_numpy(), b.value.to_numpy(), suite=suite, category=cat, metric=metric,
                     paired=paired, margin=margins.get(metric), alpha=alpha, higher_is_better=spec.higher_is_better,
                     test=test, correction=correction, family_size=len(groups), n_resamples=n_resamples,
-                    seed=_seed(seed, suite, cat, metric), candidate_name=names[0], reference_name=names[1]))
+                    seed=_seed(seed, suite, cat, metric), candidate_name=names[0], reference_name=names[1],
+                    family="primary" if primary else "secondary"))
     return adjust_comparisons(out, correction)
 
 
@@ -240,6 +243,8 @@ def add_arguments(parser) -> None:
                         help="multiple-comparison correction across the categories of a suite (default holm)")
     parser.add_argument("--fail-on-regression", action="extend", nargs="+", default=[], metavar="METRIC:MARGIN",
                         help="exit 1 when a model is significantly worse than the first by more than MARGIN")
+    parser.add_argument("--on-inconclusive", choices=("fail", "warn", "pass"), default="warn",
+                        help="exit status for INCONCLUSIVE gates: fail (exit 1), warn (default: report, exit 0), pass")
     parser.add_argument("--names", help="comma-separated model names, one per file (default: file names)")
     parser.add_argument("--test", choices=TESTS, default="auto",
                         help="auto/permutation: sign-flip (paired) or relabelling permutation test on the mean; "
@@ -331,14 +336,14 @@ def run(args) -> int:
         from harness.ratings import format_table, load_ratings
 
         print("\n" + format_table(load_ratings(args.ratings)))
-    regressions = [g for g in gates if g.regression]
+    blocking = [g for g in gates if g.outcome == "FAIL" or (g.outcome == "INCONCLUSIVE" and args.on_inconclusive == "fail")]
     for g in gates:
-        if g.regression or g.underpowered:
-            what = "REGRESSION" if g.regression else "warning: underpowered (a pass here is not evidence)"
-            print(f"harness compare: {what}: {g.candidate} vs {g.reference} {g.suite}/{g.category or '(all)'} "
-                  f"{g.metric}: diff {_fmt(g.difference, True)}, margin {g.margin}, p_adj {_fmt(g.p_adjusted)}, "
-                  f"mde {_fmt(g.mde)}", file=sys.stderr)
-    return 1 if regressions else 0
+        if g.outcome != "PASS" and not (g.outcome == "INCONCLUSIVE" and args.on_inconclusive == "pass"):
+            print(f"harness compare: {g.outcome}: {g.candidate} vs {g.reference} {g.suite}/{g.category or '(all)'} "
+                  f"{g.metric}: diff {_fmt(g.difference, True)} ({(g.confidence or 0.9):.0%} CI {_fmt(g.ci_low, True)} "
+                  f"to {_fmt(g.ci_high, True)}), margin {g.margin:g}, p_adj {_fmt(g.p_adjusted)}: {g.reason}",
+                  file=sys.stderr)
+    return 1 if blocking else 0
 
 
 def _render(args, models, table, keys, cis, gates) -> str:
@@ -357,7 +362,7 @@ def _render(args, models, table, keys, cis, gates) -> str:
                                  "suite", "category", "metric", "candidate", "reference")} if comp else {})})
         if args.format == "json":
             import json
-            return json.dumps(_json_safe({"models": names, "reference": names[0], "rows": rows,
+            return json.dumps(json_safe({"models": names, "reference": names[0], "rows": rows,
                                       "comparisons": [g.to_dict() for g in gates]}), indent=1) + "\n"
         import csv
         buf = io.StringIO()
@@ -379,27 +384,19 @@ def _render(args, models, table, keys, cis, gates) -> str:
                 row.append(_p(comp) if comp else "n/a")
         body.append(row)
     legend = (f"value [95% bootstrap CI] n=prompts; p_adj: two-sided {args.test} test vs {names[0]}, "
-              f"{args.correction}-adjusted per suite and metric; * p_adj <= {args.alpha}; ! underpowered "
+              f"{args.correction}-adjusted per suite and metric (suite row and category rows are separate families); "
+              f"* p_adj <= {args.alpha}; ! underpowered "
               "(no outcome could reach significance)")
     gate_rows = [[g.candidate, g.suite, g.category or "(all)", g.metric, f"{_fmt(g.difference, True)} [{_fmt(g.ci_low, True)}, "
                   f"{_fmt(g.ci_high, True)}]", f"{g.margin:g}", _fmt(g.p_adjusted), _fmt(g.mde),
-                  "REGRESSION" if g.regression else ("ok (UNDERPOWERED)" if g.underpowered else "ok")] for g in gates]
-    gate_head = ["model", "suite", "category", "metric", "diff [95% CI]", "margin", "p_adj", "mde", "verdict"]
+                  str(g.outcome)] for g in gates]
+    gate_head = ["model", "suite", "category", "metric", f"diff [{1 - 2 * args.alpha:.0%} CI]", "margin", "p_adj", "mde", "verdict"]
     parts = [_table(header, body, args.format), legend]
     if gates:
-        parts += [f"Regression gates vs {names[0]} (one-sided: worse by more than the margin; underpowered = "
-                  "mde > margin or significance unreachable)", _table(gate_head, gate_rows, args.format)]
+        parts += [f"Regression gates vs {names[0]}: PASS = upper bound of the difference below the margin; FAIL = "
+                  "worse by more than the margin, significant after correction (suite rows primary, categories "
+                  "secondary); INCONCLUSIVE = neither", _table(gate_head, gate_rows, args.format)]
     return "\n\n".join(parts) + "\n"
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj.item() if hasattr(obj, "item") else obj
 
 
 def _table(header: list[str], rows: list[list[str]], fmt: str) -> str:

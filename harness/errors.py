@@ -30,16 +30,8 @@ class DataError(HarnessError):
     """A dataset, rating sheet or other user data file has a bad line, row or cell."""
 
 
-class GateFailure(HarnessError):
-    """A gate failed: the candidate is outside its bound. Carries the numbers."""
-
-    def __init__(self, message: str, *, metric: str = "", value: float | None = None,
-                 bound: float | None = None, k: int | None = None) -> None:
-        super().__init__(message)
-        self.metric = metric
-        self.value = value
-        self.bound = bound
-        self.k = k
+# A failed gate is not a user error: it lives with the verdict type (and is not a HarnessError).
+from harness.verdict import GateFailure  # noqa: E402,F401  (re-exported)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.errors import GateFailure, HarnessError, did_you_mean
+from harness.errors import HarnessError, did_you_mean
 from harness.specs import Category, Gate, PromptCase, Suite
+from harness.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
 ANALYSED_KINDS = ("cooccurrence", "bold", "perplexity")
 
@@ -31,8 +32,62 @@ class AnalysisCase:
         return f"{self.suite}/{self.category or 'all'}"
 
 
-def prepare(suite: Suite, bold_per_group: int | None = None) -> Suite:
-    """Validate kind-specific options early (collection time); materialise BOLD subsets as categories."""
+DATASETS = {"rtp": ("challenging", "nontoxic")}
+RTP_DESIRED = {"challenging": "Continue a toxic web-text prefix without producing toxic text.",
+               "nontoxic": "Continue a non-toxic web-text prefix without producing toxic text."}
+
+
+def _dataset_categories(suite: Suite) -> tuple[Category, ...]:
+    """A values suite whose prompts come from a packaged dataset (``options: {dataset: rtp, split: ...}``)."""
+    from harness.errors import SpecError
+    from harness.rtp import load_rtp
+
+    opts = dict(suite.extra)
+    unknown = sorted(set(opts) - {"dataset", "split"})
+    if unknown:
+        raise SpecError(f"{suite.path}: options.{unknown[0]}: unknown option; {did_you_mean(unknown[0], ('dataset', 'split'))}. "
+                        "Fix: remove it.")
+    name, split = opts.get("dataset"), opts.get("split")
+    if name not in DATASETS:
+        raise SpecError(f"{suite.path}: options.dataset: {name!r} is not a packaged dataset; "
+                        f"{did_you_mean(str(name), DATASETS)}. Fix: use one of those, or list categories: yourself.")
+    if split not in DATASETS[name]:
+        raise SpecError(f"{suite.path}: options.split: {split!r} is not a split of {name}; "
+                        f"{did_you_mean(str(split), DATASETS[name])}. Fix: use one of those.")
+    prompts = tuple(PromptCase(suite.id, split, r["id"], r["text"]) for r in load_rtp(split))
+    return (Category(split, f"RealToxicityPrompts {split}", RTP_DESIRED[split], prompts, suite.id),)
+
+
+def subset(suite: Suite, n: int, seed: int = 0) -> Suite:
+    """A seeded, stratified, nested subset of ``n`` prompts: every category's prompts are ordered by a
+    seeded hash, all prompts by their position fraction within their category, and the first ``n``
+    kept; so categories keep their shares and a bigger ``n`` contains a smaller one.
+
+    >>> s = Suite("s", "1", "values", "x", categories=tuple(Category(c, c, "", tuple(
+    ...     PromptCase("s", c, f"p{i}", "t") for i in range(m)), "s") for c, m in (("a", 6), ("b", 2))))
+    >>> [len(c.prompts) for c in subset(s, 4).categories]
+    [3, 1]
+    """
+    import hashlib
+
+    if n >= len(suite.prompts()):
+        return suite
+    ranked = []
+    for ci, c in enumerate(suite.categories):
+        order = sorted(c.prompts, key=lambda p: hashlib.sha256(f"{suite.id}\x1f{seed}\x1f{c.id}\x1f{p.id}".encode()).digest())
+        ranked += [((i + 0.5) / len(order), ci, p) for i, p in enumerate(order)]
+    keep = {(p.category, p.id) for _, _, p in sorted(ranked, key=lambda t: (t[0], t[1]))[:n]}
+    cats = [replace(c, prompts=tuple(p for p in c.prompts if (p.category, p.id) in keep)) for c in suite.categories]
+    return suite.with_categories(c for c in cats if c.prompts)
+
+
+def prepare(suite: Suite, bold_per_group: int | None = None, subset_size: int | None = None) -> Suite:
+    """Validate kind-specific options early (collection time); materialise BOLD subsets and dataset
+    prompts as categories; apply ``--subset N`` to values suites larger than N."""
+    if suite.kind == "values" and "dataset" in suite.extra:
+        suite = suite.with_categories(_dataset_categories(suite))
+    if suite.kind == "values" and subset_size:
+        suite = subset(suite, subset_size)
     if suite.kind == "cooccurrence":
         from harness import bias
 
@@ -64,7 +119,7 @@ def cases(suite: Suite) -> list[AnalysisCase]:
 
 def analyse(run: Any, suite: Suite) -> list[dict[str, Any]]:
     """Metric records of one analysed suite for every role (memoized; extras stored on the run)."""
-    memo = run.__dict__.setdefault("_analysis_memo", {})
+    memo = run.analysis_memo
     if suite.id in memo:
         return memo[suite.id]
     roles = list(run.roles)
@@ -114,16 +169,30 @@ def evaluate(records: Sequence[Mapping[str, Any]], case: AnalysisCase, gates: Se
     return out
 
 
-def check(run: Any, case: AnalysisCase) -> list[tuple[Gate, list[Mapping[str, Any]], list[str]]]:
+def check(run: Any, case: AnalysisCase) -> list[Verdict]:
+    """One Verdict per gate of the case's level: FAIL when any matched value breaks the bound,
+    INCONCLUSIVE when no matched value is defined (e.g. no group words at all), else PASS."""
     suite = run.suites[case.suite]
     records = analyse(run, suite)
     level = "category" if case.category else "suite"
-    results = evaluate(records, case, suite.gates_for(level))
-    failures = [line for _, _, bad in results for line in bad]
-    if failures:
-        first = next(g for g, _, bad in results if bad)
-        raise GateFailure("\n".join(failures), metric=first.metric)
-    return results
+    verdicts = []
+    for gate, matched, bad in evaluate(records, case, suite.gates_for(level)):
+        values = [float(m["value"]) for m in matched if isinstance(m.get("value"), (int, float))
+                  and math.isfinite(m["value"])]
+        worst = (max(values) if gate.max is not None else min(values)) if values else None
+        k = next((m.get("k") for m in matched if m.get("k") is not None), None)
+        n = next((m.get("n") for m in matched if m.get("n") is not None), None)
+        if bad:
+            outcome, reason = FAIL, "outside the bound: " + "; ".join(bad)
+        elif not values:
+            outcome, reason = INCONCLUSIVE, (f"{gate.metric} is undefined for this case (no value to compare "
+                                             "with the bound, e.g. no group words in any sample)")
+        else:
+            outcome, reason = PASS, "within the bound"
+        verdicts.append(Verdict(case.case_id, level, case.suite, case.category, gate.metric, outcome, reason,
+                                value=worst, bound=gate.describe(), k=k, n=n,
+                                on_inconclusive=run.on_inconclusive(gate)))
+    return verdicts
 
 
 def perplexity_regression(run: Any, suite: Suite, margin: float, alpha: float) -> dict[str, Any]:
@@ -150,9 +219,8 @@ def perplexity_regression(run: Any, suite: Suite, margin: float, alpha: float) -
     r = [u["nll"] / u["tokens"] for u in sorted(ref_units, key=lambda u: u["index"]) if u["tokens"]]
     comp = compare_units(c, r, suite=suite.id, category=None, metric="perplexity.log_per_text", paired=True,
                          margin=math.log1p(margin), alpha=alpha, seed=run.options.seed).to_dict()
-    comp["candidate_perplexity"] = math.exp(sum(c) / len(c))
-    comp["reference_perplexity"] = math.exp(sum(r) / len(r))
+    comp["candidate_perplexity"] = math.exp(sum(c) / len(c)) if c else math.nan
+    comp["reference_perplexity"] = math.exp(sum(r) / len(r)) if r else math.nan
     comp["relative_margin"] = margin
-    run.comparisons = [x for x in run.comparisons if not (x["suite"] == suite.id and x["metric"] == comp["metric"])]
-    run.comparisons.append(comp)
+    run.add_comparisons([comp])
     return comp

@@ -1,4 +1,9 @@
-"""pytest wiring: options, fixtures and hooks. Domain logic lives in the plain modules."""
+"""pytest wiring: options, fixtures and hooks. Domain logic lives in the plain modules.
+
+Activation: this plugin is not registered in every pytest run of an environment. A benchmarks
+folder activates it with ``pytest_plugins = ["harness.plugin"]`` in its ``conftest.py`` (what
+``benchmarks/conftest.py`` and ``harness init`` do), or a run passes ``-p harness.plugin``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 import pytest
 
 from harness.checker import CaseChecker, HarnessPowerWarning  # noqa: F401  (re-exported)
+from harness.verdict import ON_INCONCLUSIVE
 from harness.errors import HarnessError, did_you_mean
 from harness.session import HarnessSession, RunOptions
 
@@ -87,7 +93,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--samples", type=parse_positive_int, help="samples per prompt k (overrides every suite)")
     g.addoption("--max-new-tokens", type=parse_positive_int, help="new tokens per sample (overrides suites)")
     g.addoption("--seed", default=0, type=parse_seed, help="seed fixing every sample (default 0)")
-    g.addoption("--toxicity-scorer", default="auto", type=_choice("scorer", SCORER_CHOICES),
+    g.addoption("--toxicity-scorer", type=_choice("scorer", SCORER_CHOICES),
                 help="auto (Detoxify if available, else offline profanity with a warning)|" +
                 "|".join(SCORER_CHOICES[1:]))
     g.addoption("--detoxify-checkpoint", help="Detoxify .ckpt file (loaded with weights_only=True)")
@@ -112,14 +118,66 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ray-workers", default=2, type=parse_positive_int, help="Ray actors (model replicas), default 2")
     g.addoption("--fail-on-regression", action="append", default=[], type=parse_regression,
                 metavar="METRIC:MARGIN", help="regression gate vs the reference (repeatable)")
-    g.addoption("--alpha", default=0.05, type=parse_alpha, help="significance level (default 0.05)")
+    g.addoption("--alpha", type=parse_alpha, help="significance level (default 0.05)")
     g.addoption("--correction", default="holm", type=_choice("correction", ("holm", "bh")),
-                help="multiple-comparison correction across categories: holm|bh")
+                help="multiple-comparison correction within each family (suite level; categories): holm|bh")
+    g.addoption("--on-inconclusive", type=_choice("on-inconclusive", ON_INCONCLUSIVE),
+                help="what an INCONCLUSIVE regression/analysis/ratings gate does: fail|warn|pass (default: each "
+                "gate's on_inconclusive, else ini harness_on_inconclusive, else warn)")
+    g.addoption("--subset", type=parse_positive_int, metavar="N",
+                help="values suites with more than N prompts run a seeded, stratified, nested subset of N")
+    for name, help_text in INI_OPTIONS.items():
+        parser.addini(name, help_text, default=None)
+
+
+INI_OPTIONS = {
+    "harness_model": "default --model (path relative to the ini file's folder, or a hub id)",
+    "harness_cache_dir": "default --cache-dir",
+    "harness_alpha": "default --alpha",
+    "harness_on_inconclusive": "default --on-inconclusive: fail|warn|pass",
+    "harness_toxicity_scorer": "default --toxicity-scorer",
+}
+
+
+def _ini(config: pytest.Config, name: str, parse: Any = str) -> Any:
+    raw = config.getini(name)
+    if raw in (None, "", []):
+        return None
+    try:
+        return parse(str(raw).strip())
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {name} = {raw!r} in {config.inipath}: {exc}") from None
 
 
 def default_model() -> Path | None:
     here = Path(__file__).resolve().parent.parent / "fixtures" / "tiny-gpt2"
     return here if here.is_dir() else None
+
+
+def _check_output_path(flag: str, value: str | None, directory: bool = False) -> None:
+    """Fail at start-up, not after the whole run, when an output cannot be written."""
+    if not value:
+        return
+    import os
+
+    path = Path(value).expanduser()
+    parent = path if directory else path.parent
+    problem = None
+    if not directory and path.is_dir():
+        problem = "is a directory"
+    elif directory and path.exists() and not path.is_dir():
+        problem = "exists and is not a directory"
+    else:
+        probe = parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            problem = f"{probe} is not a directory"
+        elif not os.access(probe, os.W_OK | os.X_OK):
+            problem = f"{probe} is not writable"
+    if problem:
+        raise pytest.UsageError(f"{flag} {value}: cannot write there ({problem}). Fix: pass a writable "
+                                f"{'directory' if directory else 'file path'}.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -131,11 +189,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--baseline FILE and --baseline-model PATH both name a reference; pass one.")
     if o.baseline_adapter and not o.baseline_model:
         raise pytest.UsageError("--baseline-adapter needs --baseline-model (the base it applies to).")
+    if o.no_cache and o.cache_dir:
+        raise pytest.UsageError("--no-cache and --cache-dir both given; pass one.")
     model = o.model
+    ini_model = _ini(config, "harness_model")
+    if model is None and ini_model:
+        model = ini_model if not (config.inipath and (config.inipath.parent / ini_model).exists()) \
+            else str(config.inipath.parent / ini_model)
     if model is None:
         found = default_model() or (Path(str(config.rootpath)) / "fixtures" / "tiny-gpt2")
         model = str(found)
-    for flag, value in (("--model", o.model), ("--baseline-model", o.baseline_model)):
+    for flag, value in (("--model", model), ("--baseline-model", o.baseline_model)):
         if value and (value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") > 1) \
                 and not Path(value).expanduser().is_dir():
             raise pytest.UsageError(f"{flag} {value}: directory not found. Pass a model directory written by "
@@ -148,14 +212,31 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--ratings {o.ratings}: file not found. Write one with `harness ratings import`.")
     if o.baseline and not Path(o.baseline).is_file():
         raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --save-baseline FILE.")
+    for flag, value in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline)):
+        _check_output_path(flag, value)
+    _check_output_path("--results-csv", o.results_csv, directory=True)
+    if o.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError("--device cuda: no CUDA device is available to torch on this machine "
+                                    f"(torch {torch.__version__}). Fix: --device auto or cpu, or install a CUDA build "
+                                    "of torch on a machine with a GPU.")
     options = RunOptions(
         model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
         device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
-        seed=o.seed, toxicity_scorer=o.toxicity_scorer, detoxify_checkpoint=o.detoxify_checkpoint,
+        seed=o.seed, toxicity_scorer=o.toxicity_scorer or _ini(config, "harness_toxicity_scorer",
+                                                               _choice("scorer", SCORER_CHOICES)) or "auto",
+        detoxify_checkpoint=o.detoxify_checkpoint,
         detoxify_config_dir=o.detoxify_config_dir, trust_remote_code=o.trust_remote_code,
-        chat_template=o.chat_template, cache_dir=o.cache_dir, use_cache=not o.no_cache,
-        progress=config.get_verbosity() >= 0, backend=o.backend, ray_address=o.ray_address,
-        ray_workers=o.ray_workers)
+        chat_template=o.chat_template, cache_dir=o.cache_dir or _ini(config, "harness_cache_dir"),
+        use_cache=not o.no_cache, progress=config.get_verbosity() >= 0, backend=o.backend,
+        ray_address=o.ray_address, ray_workers=o.ray_workers,
+        alpha=o.alpha or _ini(config, "harness_alpha", parse_alpha) or 0.05, correction=o.correction,
+        fail_on_regression=tuple(o.fail_on_regression),
+        on_inconclusive=o.on_inconclusive or _ini(config, "harness_on_inconclusive",
+                                                  _choice("on-inconclusive", ON_INCONCLUSIVE)),
+        ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset)
     run = HarnessSession(options)
     if o.baseline:
         from harness.results import read_results
@@ -194,7 +275,8 @@ def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
         from harness import kinds
 
         try:
-            cache[key] = [kinds.prepare(s, config.option.bold_per_group) for s in discover_suites(paths)]
+            cache[key] = [kinds.prepare(s, config.option.bold_per_group, config.option.subset)
+                          for s in discover_suites(paths)]
         except HarnessError as exc:
             cache[key] = exc
     if isinstance(cache[key], HarnessError):
@@ -202,48 +284,53 @@ def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
     return cache[key]
 
 
+def _parametrize(metafunc: pytest.Metafunc, name: str, cases: list[Any], empty_reason: str) -> None:
+    """Parametrize with the cases, or one skipped placeholder saying why there are none."""
+    if cases:
+        metafunc.parametrize(name, [pytest.param(c, id=c.case_id) for c in cases])
+    else:
+        metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=empty_reason), id="none")])
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
     if not wanted or SESSION_KEY not in metafunc.config.stash:
         return
     all_suites = _suites_for(metafunc.config, metafunc.definition.path)
+    run = metafunc.config.stash[SESSION_KEY]
     suites = [s for s in all_suites if s.kind == "values"]
     if "analysis_case" in wanted:
         from harness import kinds
 
         analysed = [c for s in all_suites if s.kind in kinds.ANALYSED_KINDS for c in kinds.cases(s)]
-        metafunc.parametrize("analysis_case", analysed, ids=[c.case_id for c in analysed])
+        _parametrize(metafunc, "analysis_case", analysed, "no co-occurrence, BOLD or perplexity suite selected")
     if "prompt_case" in wanted:
-        cases = [p for s in suites for p in s.prompts()]
-        metafunc.parametrize("prompt_case", cases, ids=[c.case_id for c in cases])
+        cases = [p for s in suites if s.gates_for("prompt") for p in s.prompts()]
+        _parametrize(metafunc, "prompt_case", cases, "no values suite with gates.prompt selected")
     if "category_case" in wanted:
-        cats = [c for s in suites for c in s.categories]
-        metafunc.parametrize("category_case", cats, ids=[c.case_id for c in cats])
+        cats = [c for s in suites if s.gates_for("category") for c in s.categories]
+        _parametrize(metafunc, "category_case", cats, "no values suite with gates.category selected")
     if "adherence_case" in wanted:
         cats = [c for s in suites if s.gates_for("ratings") for c in s.categories]
-        if not metafunc.config.option.ratings:
+        if not run.options.ratings:
             reason = "no human ratings: pass --ratings FILE (see `harness ratings export/import`)"
             params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-ratings")]
+            metafunc.parametrize("adherence_case", params)
         else:
-            params = [pytest.param(c, id=c.case_id) for c in cats] or [
-                pytest.param(None, marks=pytest.mark.skip(reason="no `gates.ratings` in the suites"), id="no-gates")]
-        metafunc.parametrize("adherence_case", params)
+            _parametrize(metafunc, "adherence_case", cats, "no `gates.ratings` in the suites")
     if "regression_case" in wanted:
-        run = metafunc.config.stash[SESSION_KEY]
-        overrides = dict(metafunc.config.option.fail_on_regression)
+        overrides = dict(run.options.fail_on_regression)
         reg = [c for s in all_suites if s.kind in ("values", "perplexity")
                for c in s.regression_cases(overrides if s.kind == "values" else {})]
         if not run.has_reference():
             reason = "no reference model: pass --baseline-model PATH or --baseline FILE to run regression cases"
-            params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-reference")]
-        elif not reg:
-            params = [pytest.param(None, marks=pytest.mark.skip(reason="no regression gates in the suites and no "
-                                   "--fail-on-regression METRIC:MARGIN"), id="no-gates")]
+            metafunc.parametrize("regression_case", [pytest.param(None, marks=pytest.mark.skip(reason=reason),
+                                                                  id="no-reference")])
         else:
-            params = [pytest.param(c, id=c.case_id) for c in reg]
-        metafunc.parametrize("regression_case", params)
+            _parametrize(metafunc, "regression_case", reg, "no regression gates in the suites and no "
+                         "--fail-on-regression METRIC:MARGIN")
     for s in all_suites:
-        metafunc.config.stash[SESSION_KEY].suites.setdefault(s.id, s)
+        run.suites.setdefault(s.id, s)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -271,30 +358,31 @@ def harness(request: pytest.FixtureRequest) -> CaseChecker:
     return CaseChecker(_session(request.config), request.node)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _harness_junit_run_properties(request: pytest.FixtureRequest, record_testsuite_property: Any) -> Any:
-    """Run-level JUnit <properties> (model, fingerprint, scorer, k, seed, versions) on the testsuite
-    element, the place valid under junit_family xunit2 (and xunit1)."""
-    yield
-    run = request.config.stash.get(SESSION_KEY, None)
-    if run is None or not run.all_samples():
+def _junit_run_properties(config: pytest.Config, doc: dict[str, Any]) -> None:
+    """Run-level JUnit <properties> (model, fingerprint, scorer, k, seed, versions, verdict) on the
+    testsuite element, when the junitxml plugin is writing a report."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
         return
     from harness.results import package_versions
+    from harness.verdict import run_verdict
 
-    config = run.config()
-    for role, m in config["models"].items():
-        record_testsuite_property(f"harness.{role}.model", m.get("path"))
+    c = doc["config"]
+    props: list[tuple[str, Any]] = []
+    for role, m in c["models"].items():
+        props += [(f"harness.{role}.model", m.get("path")), (f"harness.{role}.fingerprint", m.get("fingerprint"))]
         if m.get("adapter"):
-            record_testsuite_property(f"harness.{role}.adapter", m["adapter"])
-        record_testsuite_property(f"harness.{role}.fingerprint", m.get("fingerprint"))
-    if run.scorer_info:
-        record_testsuite_property("harness.scorer", run.scorer_info["name"])
-        record_testsuite_property("harness.scorer_fallback", run.scorer_info["fallback"])
-    record_testsuite_property("harness.seed", config["seed"])
-    for sid, info in config["suites"].items():
-        record_testsuite_property(f"harness.{sid}.k", info["decoding"]["samples"])
-    for name, v in package_versions().items():
-        record_testsuite_property(f"harness.version.{name}", v)
+            props.append((f"harness.{role}.adapter", m["adapter"]))
+    if c.get("scorer"):
+        props += [("harness.scorer", c["scorer"]["name"]), ("harness.scorer_fallback", c["scorer"]["fallback"])]
+    props.append(("harness.seed", c["seed"]))
+    props += [(f"harness.{sid}.k", info["decoding"]["samples"]) for sid, info in c["suites"].items()]
+    props += [(f"harness.version.{name}", v) for name, v in package_versions().items()]
+    props.append(("harness.verdict", run_verdict(doc.get("verdicts", []))["line"]))
+    for name, value in props:
+        xml.add_global_property(name, value)
 
 
 @pytest.fixture(scope="session")
@@ -329,7 +417,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if workeroutput is not None:  # xdist worker: hand the document to the controller
         import json
 
-        if run.all_samples():
+        if run.has_results():
             workeroutput["harness"] = json.dumps(run.document())
         run.close()
         return
@@ -338,22 +426,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from harness.results import merge_documents
 
         doc = merge_documents(xdist_hooks.worker_docs)
-    elif run.all_samples():
+    elif run.has_results():
         doc = run.document()
     else:
         run.close()
         return
+    run.final_document = doc
+    _junit_run_properties(config, doc)
+    o = config.option
+    written, failed = [], []
     from harness.results import write_results
 
-    run.final_document = doc
-    o = config.option
-    for path in (o.results_json, o.save_baseline):
+    for flag, path in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline)):
         if path:
-            write_results(path, doc)
+            try:
+                write_results(path, doc)
+                written.append(f"{flag}: wrote {path}")
+            except (OSError, HarnessError) as exc:
+                failed.append(f"{flag} {path}: could not write ({exc}); nothing else was lost")
     if o.results_csv:
         from harness.reports import write_csv
 
-        write_csv(doc, o.results_csv)
+        try:
+            write_csv(doc, o.results_csv)
+            written.append(f"--results-csv: wrote {o.results_csv}")
+        except (OSError, HarnessError) as exc:
+            failed.append(f"--results-csv {o.results_csv}: could not write ({exc})")
+    run.outputs_written, run.outputs_failed = written, failed
+    if failed:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     run.close()
 
 
@@ -361,14 +462,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if SESSION_KEY not in config.stash:
         return
     run = _session(config)
-    doc = getattr(run, "final_document", None)
+    doc = run.final_document
     if doc is None:
         return
     tr = terminalreporter
     tr.section("harness summary")
-    from harness.summary import summary_lines
+    from harness.summary import closing_lines, summary_lines
 
-    for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
+    if config.get_verbosity() >= 0:
+        for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
+            tr.write_line(line)
+        for w in doc.get("run", {}).get("warnings", []):
+            tr.write_line(f"WARNING: {w}", yellow=True, bold=True)
+    for line in run.outputs_written:
         tr.write_line(line)
-    for w in doc.get("run", {}).get("warnings", []):
-        tr.write_line(f"WARNING: {w}", yellow=True, bold=True)
+    for line in run.outputs_failed:
+        tr.write_line(f"ERROR: {line}", red=True, bold=True)
+    for i, line in enumerate(closing_lines(doc)):
+        blocked = line.startswith("BLOCKED")
+        tr.write_line(line, red=blocked and i == 0, green=not blocked and i == 0, bold=i == 0)

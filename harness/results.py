@@ -147,6 +147,8 @@ def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     merged["metrics"].extend(extra[k] for k in sorted(extra))
     comps = {(c["suite"], c.get("category") or "", c["metric"]): c for d in docs for c in d.get("comparisons", [])}
     merged["comparisons"] = [comps[k] for k in sorted(comps)]
+    verdicts = {(v["case_id"], v["metric"]): v for d in docs for v in d.get("verdicts", [])}
+    merged["verdicts"] = [verdicts[k] for k in sorted(verdicts)]
     merged["extras"] = {}
     for d in docs:
         for key, value in d.get("extras", {}).items():

@@ -53,6 +53,13 @@ class RunOptions:
     ray_address: str | None = None
     ray_workers: int = 2
     shard_wait_s: float = 300.0         # xdist: how long to wait for another worker's samples without progress
+    alpha: float = 0.05                 # significance level of every regression gate
+    correction: str = "holm"            # within each family: holm | bh
+    fail_on_regression: tuple[tuple[str, float], ...] = ()   # extra (metric, margin) regression gates
+    on_inconclusive: str | None = None  # fail | warn | pass: overrides every gate's (None: gate's, else warn)
+    ratings: str | None = None          # human ratings file (harness ratings import)
+    ratings_model: str | None = None
+    subset: int | None = None           # values suites: a seeded, stratified, nested subset of N prompts
 
 
 @dataclass
@@ -98,6 +105,12 @@ class HarnessSession:
         self.progress_context: Any = contextlib.nullcontext  # the plugin lets progress bars past capture
         self.final_document: dict[str, Any] | None = None
         self.shard: tuple[int, int] | None = None           # (worker index, worker count) under pytest-xdist
+        self.verdicts: list[Any] = []                         # every gate's Verdict, in the order checked
+        self.analysis_memo: dict[str, list[dict[str, Any]]] = {}    # suite id -> analysis records
+        self.comparison_memo: dict[tuple, list[dict[str, Any]]] = {}
+        self._ratings: Any = None
+        self.outputs_written: list[str] = []     # the plugin's "wrote PATH" lines
+        self.outputs_failed: list[str] = []
 
     # ---- planning -------------------------------------------------------------------------
     def plan(self, suite: Suite, prompts: Iterable[PromptCase]) -> None:
@@ -163,8 +176,17 @@ class HarnessSession:
         return r.generator
 
     def loaded_model(self, role: str) -> Any:
-        self.generator(role)
-        return self.roles[role].loaded
+        """The model loaded in this process (also under --backend ray, e.g. for perplexity)."""
+        r = self.roles[role]
+        if r.loaded is None:
+            if r.generator is None:
+                self.generator(role)
+            else:   # the generator is remote (Ray actors): load a local copy
+                from harness.models import load_model
+
+                r.loaded = load_model(r.path, r.adapter, self.options.device, self.options.dtype,
+                                      self.options.trust_remote_code, fingerprint=self.fingerprint(role))
+        return r.loaded
 
     def scorer_handle(self) -> Any:
         """The run's scorer, resolved (name, fingerprint) but loaded only when a score is missing."""
@@ -368,7 +390,7 @@ class HarnessSession:
         from harness.compare import compare_runs
 
         key = (suite_id, tuple(sorted(margins.items())), alpha, correction)
-        memo = self.__dict__.setdefault("_comparison_memo", {})
+        memo = self.comparison_memo
         if key in memo:
             return memo[key]
         suite = self.suites[suite_id]
@@ -387,16 +409,40 @@ class HarnessSession:
         comps = compare_runs(doc, reference, margins, alpha, correction, candidate_role="candidate",
                              reference_role=ref_role, metrics=list(margins), seed=self.options.seed)
         records = [c.to_dict() for c in comps if c.suite == suite_id]
+        self.add_comparisons(records)
+        memo[key] = records
+        return records
+
+    def add_comparisons(self, records: Sequence[dict[str, Any]]) -> None:
+        """Add comparison records, replacing earlier ones of the same (suite, category, metric)."""
         done = {(r["suite"], r["category"], r["metric"]) for r in records}
         self.comparisons = [c for c in self.comparisons if (c["suite"], c["category"], c["metric"]) not in done]
         self.comparisons.extend(records)
-        memo[key] = records
-        return records
+
+    # ---- verdicts ------------------------------------------------------------------------------
+    def on_inconclusive(self, gate: Any = None) -> str:
+        """What an INCONCLUSIVE verdict does: the run's option, else the gate's, else "warn"."""
+        from harness.verdict import DEFAULT_ON_INCONCLUSIVE
+
+        return self.options.on_inconclusive or getattr(gate, "on_inconclusive", None) or DEFAULT_ON_INCONCLUSIVE
+
+    def record_verdicts(self, verdicts: Sequence[Any]) -> None:
+        self.verdicts.extend(verdicts)
+
+    def regression_verdict(self, case: Any) -> Any:
+        from harness.regression import regression_verdict
+
+        return regression_verdict(self, case)
+
+    def reference_values(self, gates: Sequence[Any], prompts: Sequence[PromptCase], prompt_id: str | None) -> dict:
+        from harness.regression import reference_values
+
+        return reference_values(self, gates, prompts, prompt_id)
 
     # ---- human ratings ------------------------------------------------------------------------
     def ratings_summary(self, path: str) -> Any:
         """The ratings file, loaded once; its adherence records join the results' metrics."""
-        if getattr(self, "_ratings", None) is None:
+        if self._ratings is None:
             from harness import ratings
 
             self._ratings = ratings.load_ratings(path)
@@ -414,6 +460,10 @@ class HarnessSession:
         fp = self.fingerprint("candidate")
         match = [m.name for m in summary.models if getattr(m, "fingerprint", None) == fp]
         return match[0] if match else None
+
+    def has_results(self) -> bool:
+        """Anything worth a results document: samples, analysis records (perplexity) or verdicts."""
+        return bool(self._samples or self.extra_metrics or self.verdicts or self.comparisons)
 
     def all_samples(self) -> list[dict[str, Any]]:
         return [s for _, s in sorted(self._samples.items(), key=lambda kv: kv[0])]
@@ -454,6 +504,7 @@ class HarnessSession:
         doc["metrics"] = toxicity_records(s for s in doc["samples"] if self.suites[s["suite"]].kind == "values")
         doc["metrics"].extend(self.extra_metrics)
         doc["comparisons"] = list(self.comparisons)
+        doc["verdicts"] = [v.to_dict() for v in self.verdicts]
         doc["extras"] = dict(self.extras)
         doc["run"] = {"generated": {k: r.generated for k, r in self.roles.items()},
                       "cached": {k: r.cached for k, r in self.roles.items()},

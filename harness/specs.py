@@ -26,7 +26,8 @@ CATEGORY_KEYS = ("id", "name", "desired_behavior", "prompts")
 PROMPT_KEYS = ("id", "text", "group")
 DECODING_KEYS = ("samples", "max_new_tokens", "temperature", "top_p", "top_k")
 GATE_LEVELS = ("prompt", "category", "suite", "regression", "ratings")
-GATE_KEYS = ("metric", "max", "min", "margin", "relative")
+GATE_KEYS = ("metric", "max", "min", "margin", "relative", "on_inconclusive")
+ON_INCONCLUSIVE = ("fail", "warn", "pass")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Gate:
     min: float | None = None
     margin: float | None = None
     relative: bool = False
+    on_inconclusive: str | None = None   # fail | warn | pass (None: the run's default)
 
     def describe(self) -> str:
         if self.margin is not None:
@@ -97,6 +99,7 @@ class RegressionCase:
     metric: str
     margin: float
     relative: bool = False
+    on_inconclusive: str | None = None
 
     @property
     def case_id(self) -> str:
@@ -149,15 +152,15 @@ class Suite:
 
     def regression_cases(self, overrides: Mapping[str, float] | None = None) -> list[RegressionCase]:
         """Regression cases from ``gates.regression``; ``overrides`` (metric -> margin) replace or add gates."""
-        margins = {g.metric: (g.margin, g.relative) for g in self.gates_for("regression")}
+        margins = {g.metric: (g.margin, g.relative, g.on_inconclusive) for g in self.gates_for("regression")}
         for metric, margin in (overrides or {}).items():
-            margins[metric] = (margin, False)
+            margins[metric] = (margin, False, margins.get(metric, (0, False, None))[2])
         cases = []
-        for metric, (margin, relative) in margins.items():
+        for metric, (margin, relative, on_inconclusive) in margins.items():
             cats: list[str | None] = [c.id for c in self.categories]
             if len(cats) != 1:
                 cats.append(None)  # the whole suite (the only case of a suite without categories)
-            cases.extend(RegressionCase(self.id, c, metric, float(margin), relative) for c in cats)
+            cases.extend(RegressionCase(self.id, c, metric, float(margin), relative, on_inconclusive) for c in cats)
         return cases
 
     def render(self, prompt: PromptCase) -> str:
@@ -235,9 +238,13 @@ def _parse_gates(raw: Any, ctx: _Ctx) -> dict[str, tuple[Gate, ...]]:
                 ctx.number(v, f"{where}.{k}", -1e12, 1e12)
             if level == "regression" and "margin" not in bounds:
                 raise ctx.fail(where, "a regression gate needs 'margin'", "add e.g. 'margin: 0.05'")
+            policy = item.get("on_inconclusive")
+            if policy is not None and policy not in ON_INCONCLUSIVE:
+                raise ctx.fail(f"{where}.on_inconclusive", f"{policy!r} is not one of fail, warn, pass; "
+                               f"{did_you_mean(str(policy), ON_INCONCLUSIVE)}", "use fail, warn or pass")
             parsed.append(Gate(metric=ctx.text(item["metric"], f"{where}.metric"), max=bounds.get("max"),
                                min=bounds.get("min"), margin=bounds.get("margin"),
-                               relative=bool(item.get("relative", False))))
+                               relative=bool(item.get("relative", False)), on_inconclusive=policy))
         gates[level] = tuple(parsed)
     return gates
 
@@ -324,7 +331,8 @@ def load_suite(path: str | Path) -> Suite:
         id=suite_id, version=str(raw.get("version", "1")), kind=kind, path=str(path),
         description=str(raw.get("description") or ""), decoding=parse_decoding(raw.get("decoding"), ctx),
         chat_template=chat, prompt_template=template, gates=_parse_gates(raw.get("gates"), ctx),
-        categories=_parse_categories(raw.get("categories"), ctx, suite_id, required=kind in ("values", "cooccurrence")),
+        categories=_parse_categories(raw.get("categories"), ctx, suite_id,
+                                     required=kind in ("values", "cooccurrence") and "dataset" not in options),
         extra=dict(options), spec_hash="sha256:" + hashlib.sha256(canonical.encode()).hexdigest(),
     )
 

@@ -3,23 +3,14 @@
 Pure functions on per-unit statistics (one number per prompt): no pytest, no results files. scipy
 is imported inside functions so ``import harness.stats`` stays cheap.
 
-Regression gate (one-sided, with a non-inferiority margin). Let ``worse = c - r`` for lower-is-better
-metrics (toxicity) and ``worse = r - c`` for higher-is-better ones, per unit (paired) or between the
-two groups (unpaired). The gate FAILS only when the candidate is significantly worse than the
-reference by more than the margin: it tests ``H0: worse <= margin`` against ``H1: worse > margin``
-by shifting the differences by the margin and running a one-sided test, then adjusts the p-values
-across the categories of a suite (Holm by default). The burden of proof is on showing a regression,
-so a small or noisy run passes easily; that is why every gated record carries ``mde`` and
-``underpowered``: the caller must show the flag rather than report a silent pass.
+Regression gate: a gated comparison (a metric with a margin) ends PASS / FAIL / INCONCLUSIVE by the
+three-outcome rule of :mod:`harness.noninferiority` (inferiority and non-inferiority one-sided tests
+at alpha; suite-level rows the primary family, category rows the secondary family, each corrected
+on its own). ``regression`` is ``outcome == "FAIL"`` and ``underpowered`` is
+``outcome == "INCONCLUSIVE"``; ``units_needed`` says how many prompts would decide it.
 
-``underpowered`` is True when no outcome could reach ``p_adjusted <= alpha`` (e.g. 2 pairs: the
-smallest one-sided p is 0.5**2; Holm multiplies it by the family size), or, for a gated record, when
-the minimum detectable effect (80% power, normal approximation) exceeds the margin, i.e. a
-regression of twice the margin would likely go unnoticed. A margin of 0 is underpowered whenever the
-differences vary; read ``mde`` as the size of regression the gate can actually see.
-
-Tests: "auto" = "permutation" (sign-flip on the mean of paired differences, relabelling for
-independent groups), because the metrics are means over prompts and the permutation test is exact
+Descriptive (ungated, two-sided) tests: "auto" = "permutation" (sign-flip on the mean of paired
+differences, relabelling for independent groups), because the metrics are means over prompts and the permutation test is exact
 for small n and handles the ties of 0/1 statistics; "rank" = Wilcoxon signed-rank / Mann–Whitney U.
 Effect size: matched-pairs rank-biserial (paired) or Cliff's delta (unpaired), plus Cohen's d.
 
@@ -38,7 +29,7 @@ import numpy as np
 
 from harness.errors import HarnessError, did_you_mean
 
-TESTS = ("auto", "permutation", "rank")
+TESTS = ("auto", "permutation", "rank", "t", "bootstrap")
 CORRECTIONS = {"holm": "holm", "holm-bonferroni": "holm", "bh": "bh", "benjamini-hochberg": "bh",
                "fdr": "bh", "none": "none"}
 LOWER, HIGHER = "lower_is_better", "higher_is_better"
@@ -91,6 +82,14 @@ class Comparison:
     alternative: str = "two-sided"
     correction: str = "holm"
     cohens_d: float | None = None
+    outcome: str | None = None          # gated rows: PASS | FAIL | INCONCLUSIVE (see harness.noninferiority)
+    reason: str = ""
+    p_noninferiority: float | None = None
+    confidence: float | None = None     # of [ci_low, ci_high]: 1 - 2*alpha for gated rows, 0.95 otherwise
+    family: str = "primary"             # primary: suite level; secondary: categories
+    units_needed: int | None = None
+    method: str = "t"
+    unit_sd: float | None = None        # SD of the per-unit differences (power planning)
 
     def to_dict(self) -> dict:
         """JSON-safe dict (NaN and inf become None)."""
@@ -326,7 +325,8 @@ def compare_units(candidate: Sequence[float], reference: Sequence[float], *, sui
                   alpha: float = 0.05, higher_is_better: bool = False, test: str = "auto",
                   correction: str = "holm", family_size: int = 1, n_resamples: int = 9999,
                   seed: int = 0, candidate_name: str = "candidate",
-                  reference_name: str = "baseline") -> Comparison:
+                  reference_name: str = "baseline", family: str = "primary",
+                  default_method: str = "auto") -> Comparison:
     """Compare per-unit values of one (suite, category, metric); paired units must be aligned.
 
     ``p_adjusted`` is the raw p until :func:`adjust_comparisons` corrects the family; the
@@ -340,52 +340,81 @@ def compare_units(candidate: Sequence[float], reference: Sequence[float], *, sui
                            f"{r.size} reference units{' (paired counts must match)' if paired else ''}; "
                            "run both models on the same prompts.")
     sign = 1.0 if higher_is_better else -1.0   # worse = sign * (r - c); see the module docstring
+    common = dict(suite=suite, category=category, metric=metric, candidate_value=float(c.mean()),
+                  reference_value=float(r.mean()), difference=float(c.mean() - r.mean()), alpha=alpha,
+                  n_candidate=int(c.size), n_reference=int(r.size), paired=paired,
+                  effect_size=rank_biserial_paired(c, r) if paired else cliffs_delta(c, r),
+                  effect_size_name="rank_biserial" if paired else "cliffs_delta",
+                  direction=HIGHER if higher_is_better else LOWER, candidate=candidate_name,
+                  reference=reference_name, correction=CORRECTIONS[correction], family=family,
+                  cohens_d=cohens_d(c, r, paired=paired))
+    if margin is not None:
+        from harness.noninferiority import decide
+
+        method = {"auto": default_method, "rank": default_method}.get(test, test)   # rank: descriptive rows only
+        dec = decide(c, r, paired=paired, margin=margin, alpha=alpha, higher_is_better=higher_is_better,
+                     method=method, n_resamples=n_resamples, seed=seed, family_size=family_size)
+        # the decision is in the worse direction; the record is candidate - reference on the metric scale
+        low, high = (-dec.ci_high, -dec.ci_low) if higher_is_better else (dec.ci_low, dec.ci_high)
+        mde = minimum_detectable_effect(c, r, paired=paired, alpha=alpha) if min(c.size, r.size) > 1 else math.inf
+        return Comparison(**common, ci_low=low, ci_high=high, p_value=dec.p_inferiority,
+                          p_adjusted=dec.p_inferiority, margin=margin, test=f"{dec.method}-{'paired' if paired else 'unpaired'}",
+                          mde=mde, underpowered=dec.outcome == "INCONCLUSIVE", regression=dec.outcome == "FAIL",
+                          alternative="less" if higher_is_better else "greater", outcome=dec.outcome,
+                          reason=dec.reason, p_noninferiority=dec.p_noninferiority, confidence=1 - 2 * alpha,
+                          units_needed=dec.units_needed, method=dec.method,
+                          unit_sd=dec.sd if math.isfinite(dec.sd) else None)
+    if min(c.size, r.size) < 2:
+        return Comparison(**common, ci_low=math.nan, ci_high=math.nan, p_value=math.nan, p_adjusted=math.nan,
+                          margin=None, test="none", mde=math.inf, underpowered=True, regression=False,
+                          reason="fewer than 2 units on a side: no test", confidence=0.95)
     rank = {True: "wilcoxon", False: "mannwhitneyu"}[paired] if test == "rank" else "permutation"
     run = paired_test if paired else unpaired_test
-    if margin is None:
-        alternative, two_sided = "two-sided", True
-        res = run(c, r, method=rank, alternative=alternative, n_resamples=n_resamples, seed=seed)
-    else:
-        if margin < 0:
-            raise HarnessError(f"margin for {metric} is {margin}; a non-inferiority margin must be >= 0 "
-                               "(it is how much worse the candidate may be before the gate fails).")
-        # lower is better: H1 c - r > margin; higher is better: H1 c - r < -margin
-        alternative, two_sided = ("less" if higher_is_better else "greater"), False
-        res = run(c, r, method=rank, alternative=alternative, shift=-sign * margin,
-                  n_resamples=n_resamples, seed=seed)
+    res = run(c, r, method=rank, alternative="two-sided", n_resamples=n_resamples, seed=seed)
     low, high = bootstrap_diff_ci(c, r, paired=paired, n_resamples=n_resamples, seed=seed)
-    mde = minimum_detectable_effect(c, r, paired=paired, alpha=alpha, two_sided=two_sided)
-    min_p = min_attainable_p(c.size, r.size, paired=paired, two_sided=two_sided,
+    mde = minimum_detectable_effect(c, r, paired=paired, alpha=alpha, two_sided=True)
+    min_p = min_attainable_p(c.size, r.size, paired=paired, two_sided=True,
                              n_resamples=n_resamples if rank == "permutation" else None)
     underpowered = best_adjusted_p(min_p, family_size, correction) > alpha
-    if margin is not None:
-        underpowered = underpowered or not mde <= margin
-    effect = rank_biserial_paired(c, r) if paired else cliffs_delta(c, r)
-    return Comparison(
-        suite=suite, category=category, metric=metric, candidate_value=float(c.mean()),
-        reference_value=float(r.mean()), difference=float(c.mean() - r.mean()), ci_low=low, ci_high=high,
-        p_value=res.p_value, p_adjusted=res.p_value, margin=margin, alpha=alpha, test=res.test,
-        n_candidate=int(c.size), n_reference=int(r.size), paired=paired, effect_size=effect,
-        effect_size_name="rank_biserial" if paired else "cliffs_delta", mde=mde,
-        underpowered=bool(underpowered), regression=bool(margin is not None and res.p_value <= alpha),
-        direction=HIGHER if higher_is_better else LOWER, candidate=candidate_name,
-        reference=reference_name, alternative=alternative, correction=CORRECTIONS[correction],
-        cohens_d=cohens_d(c, r, paired=paired))
+    return Comparison(**common, ci_low=low, ci_high=high, p_value=res.p_value, p_adjusted=res.p_value, margin=None,
+                      test=res.test, mde=mde, underpowered=bool(underpowered), regression=False,
+                      alternative="two-sided", confidence=0.95, method=res.test)
 
 
 def adjust_comparisons(comparisons: Sequence[Comparison], correction: str = "holm") -> list[Comparison]:
-    """Adjust p-values within each family (candidate, reference, suite, metric, gated or not) and
-    set ``regression = margin is not None and p_adjusted <= alpha``. Order is preserved."""
+    """Adjust p-values within each family and settle the outcome of gated rows. Order is preserved.
+
+    Families: (candidate, reference, suite, primary|secondary) for gated rows (all gated metrics of
+    that level together), plus the metric for descriptive rows. Gated rows take the
+    hierarchical three-outcome rule of :mod:`harness.noninferiority` (FAIL on the corrected
+    inferiority p, PASS on the non-inferiority p); ``regression`` is ``outcome == "FAIL"``.
+    """
+    from harness.noninferiority import hierarchical_outcome, reason_for, units_needed
+
     _check_name(correction, CORRECTIONS, "correction")
     families: dict[tuple, list[int]] = {}
     for i, comp in enumerate(comparisons):
-        key = (comp.candidate, comp.reference, comp.suite, comp.metric, comp.margin is None)
+        # gated rows: one family per level across the suite's gated metrics; descriptive rows: per metric
+        key = (comp.candidate, comp.reference, comp.suite, comp.family, comp.margin is None,
+               comp.metric if comp.margin is None else None)
         families.setdefault(key, []).append(i)
     out = list(comparisons)
     for idx in families.values():
         adjusted = adjust_pvalues([comparisons[i].p_value for i in idx], correction)
         for i, p in zip(idx, adjusted):
             comp = comparisons[i]
-            out[i] = replace(comp, p_adjusted=p, correction=CORRECTIONS[correction],
-                             regression=bool(comp.margin is not None and p <= comp.alpha))
+            if comp.margin is None or comp.outcome is None:
+                out[i] = replace(comp, p_adjusted=p, correction=CORRECTIONS[correction])
+                continue
+            if comp.n_candidate < 2 or comp.n_reference < 2:   # no test ran: stays INCONCLUSIVE
+                out[i] = replace(comp, p_adjusted=p, correction=CORRECTIONS[correction])
+                continue
+            outcome = hierarchical_outcome(p if math.isfinite(p) else 1.0, comp.p_noninferiority, comp.alpha)
+            worse = -comp.difference if comp.direction == HIGHER else comp.difference
+            need = units_needed(comp.unit_sd, worse, comp.margin, comp.alpha, family_size=len(idx)) \
+                if comp.unit_sd is not None else None
+            out[i] = replace(comp, p_adjusted=p, correction=CORRECTIONS[correction], outcome=outcome,
+                             regression=outcome == "FAIL", underpowered=outcome == "INCONCLUSIVE",
+                             units_needed=need if outcome == "INCONCLUSIVE" else None,
+                             reason=reason_for(outcome, worse, comp.margin, need, adjusted=len(idx) > 1))
     return out

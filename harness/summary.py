@@ -34,3 +34,26 @@ def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
     gen, cached = run.get("generated", {}), run.get("cached", {})
     counts = "samples: " + ", ".join(f"{r} {gen.get(r, 0)} generated / {cached.get(r, 0)} from cache" for r in gen)
     return [lines[0], counts, *lines[1:], *tradeoff_lines(doc)]
+
+
+def closing_lines(doc: Mapping[str, Any], limit: int = 5) -> list[str]:
+    """The run's verdict line ("BLOCKED: 3 gates failed, 2 inconclusive") and the blocking gates.
+
+    >>> closing_lines({"verdicts": [{"outcome": "PASS", "blocks": False}]})
+    ['harness: PASSED: 1 gate passed']
+    """
+    from harness.verdict import run_verdict
+
+    verdicts = doc.get("verdicts", [])
+    summary = run_verdict(verdicts)
+    lines = [f"harness: {summary['line']}"]
+    blocking = [v for v in verdicts if v.get("blocks")]
+    for v in blocking[:limit]:
+        lines.append(f"  {v['outcome']} {v['case_id']} {v['metric']}: {v.get('reason', '')}")
+    if len(blocking) > limit:
+        lines.append(f"  ... and {len(blocking) - limit} more (see the report)")
+    inconclusive = [v for v in verdicts if v.get("outcome") == "INCONCLUSIVE" and not v.get("blocks")]
+    if inconclusive:
+        lines.append(f"  {len(inconclusive)} inconclusive gate{'s' if len(inconclusive) != 1 else ''} did not block "
+                     "(on_inconclusive warn/pass): the data decide neither way, see the report")
+    return lines

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from harness import compare
+from harness.stats import adjust_pvalues
 from harness.cli import main
 from harness.errors import HarnessError, ResultsError
 
@@ -86,30 +87,37 @@ def test_registry_seam(monkeypatch):
     doc = make_doc(BASE, extra_roles=[("baseline", BASE)])
     (comp,) = compare.compare_runs(doc, doc, {"quality.score": 0.1}, n_resamples=199)
     assert comp.direction == "higher_is_better" and comp.paired and comp.difference == pytest.approx(-1.0)
-    assert comp.regression and comp.p_value == pytest.approx(1 / 64)
+    # a constant shift of 6 units: a zero-width interval, so the inferiority p is exactly 0
+    assert comp.regression and comp.outcome == "FAIL" and comp.p_value == 0.0
 
 
 # ------------------------------------------------------------ compare_runs
 
 def test_compare_runs_two_roles_paired_and_unpaired():
-    worse = np.clip(BASE + 0.3, 0, 1)
+    shift = np.random.default_rng(4).normal(0.3, 0.25, size=(3, 5, 1))   # per prompt, same for its k samples
+    worse = BASE + shift
     doc = make_doc(worse, extra_roles=[("baseline", BASE)])
     comps = compare.compare_runs(doc, None, {"toxicity.expected_max": 0.05}, n_resamples=999)
     assert [(c.category, c.metric) for c in comps] == [(c, "toxicity.expected_max") for c in CATS] + \
         [(None, "toxicity.expected_max")]
-    assert all(c.paired and c.test == "permutation-paired" and c.difference > 0.25 for c in comps)
+    assert all(c.paired and c.test == "permutation-paired" for c in comps)   # auto: < 20 units -> sign-flip
     suite = comps[-1]
     assert suite.n_candidate == 15 and suite.reference_value == pytest.approx(BASE.max(axis=2).mean())
     assert suite.candidate_value == pytest.approx(worse.max(axis=2).mean())
-    # Holm inside the (suite, metric) family of 4: the suite row (p = 1/1000, the Monte Carlo floor)
-    # is multiplied by 4, then the three categories' exact p = 1/32 by 3 -> 3/32
-    assert suite.p_value == pytest.approx(1 / 1000) and suite.p_adjusted == pytest.approx(4 / 1000)
-    assert comps[0].p_value == pytest.approx(1 / 32) and comps[0].p_adjusted == pytest.approx(3 / 32)
-    assert not comps[0].regression and comps[0].underpowered      # 4 * 1/32 > 0.05: can never fail...
-    assert suite.regression and suite.p_adjusted <= 0.05          # ...but the 15-prompt suite row can
+    # the hierarchy: the suite row is the primary family (alone here) and is never diluted by the
+    # categories, which are Holm-corrected among themselves (secondary family)
+    assert suite.family == "primary" and {c.family for c in comps[:3]} == {"secondary"}
+    assert suite.p_adjusted == suite.p_value
+    assert [c.p_adjusted for c in comps[:3]] == pytest.approx(adjust_pvalues([c.p_value for c in comps[:3]], "holm"))
+    assert suite.outcome == "FAIL" and suite.regression and suite.ci_low > 0.05
+    # 5 prompts per category: the smallest one-sided sign-flip p is 1/32, x3 after Holm > 0.05
+    assert all(c.outcome == "INCONCLUSIVE" and c.units_needed for c in comps[:3])
     # identical -> no regression anywhere; different prompt sets -> unpaired
-    same = compare.compare_runs(make_doc(BASE), make_doc(BASE), {"toxicity.expected_max": 0.0}, n_resamples=199)
-    assert not any(c.regression for c in same) and all(c.p_value == 1.0 for c in same)
+    same = compare.compare_runs(make_doc(BASE), make_doc(BASE), {"toxicity.expected_max": 0.05}, n_resamples=199)
+    assert all(c.outcome == "PASS" and c.p_value == 1.0 and c.ci_low == c.ci_high == 0 for c in same)
+    # a margin of 0 cannot be shown kept by identical runs: INCONCLUSIVE, never a silent pass
+    zero = compare.compare_runs(make_doc(BASE), make_doc(BASE), {"toxicity.expected_max": 0.0}, n_resamples=199)
+    assert all(c.outcome == "INCONCLUSIVE" for c in zero)
     unpaired = compare.compare_runs(make_doc(BASE, drop={("health", "p0")}), make_doc(BASE), n_resamples=199)
     by_cat = {(c.category, c.metric): c for c in unpaired}
     assert not by_cat[("health", "toxicity.probability")].paired
@@ -165,10 +173,12 @@ def test_cli_text_csv_json(tmp_path, capsys):
     values_row = next(r for r in rows if r["model"] == "values" and r["category"] == "health"
                       and r["metric"] == "toxicity.expected_max")
     assert float(values_row["value"]) == pytest.approx((BASE[1] * 0.4).max(axis=1).mean())
-    # 5 pairs, two-sided: every flip of sign goes one way -> p = 2/32 in each category (BH keeps it), and
-    # that can never reach 0.05: flagged; the 15-prompt suite row is significant
+    # 5 pairs, two-sided: the smallest p is 2/32; BH among the three categories (the secondary
+    # family; the suite row is its own family) never reaches 0.05: flagged; the suite row is significant
     assert values_row["vs_reference.correction"] == "bh"
-    assert float(values_row["vs_reference.p_adjusted"]) == pytest.approx(2 / 32)
+    cat_rows = [r for r in rows if r["model"] == "values" and r["category"] and r["metric"] == "toxicity.expected_max"]
+    expected = adjust_pvalues([float(r["vs_reference.p_value"]) for r in cat_rows], "bh")
+    assert [float(r["vs_reference.p_adjusted"]) for r in cat_rows] == pytest.approx(expected)
     assert values_row["vs_reference.underpowered"] == "True"
     suite_row = next(r for r in rows if r["model"] == "values" and r["category"] == ""
                      and r["metric"] == "toxicity.expected_max")
@@ -199,8 +209,14 @@ def test_cli_fail_on_regression_exit_1(tmp_path, capsys):
     assert main(["compare", base, worse, "--resamples", "999", "--fail-on-regression",
                  "toxicity.expected_max:0.05"]) == 1
     captured = capsys.readouterr()
-    assert "REGRESSION: worse vs base palms/(all) toxicity.expected_max" in captured.err
-    assert "warning: underpowered" in captured.err                      # 5 prompts per category, Holm of 4
+    assert "FAIL: worse vs base palms/(all) toxicity.expected_max" in captured.err
+    assert "the candidate is worse by more than the margin 0.05" in captured.err
+    # a noisy difference at the margin: INCONCLUSIVE, exit 0 by default, 1 with --on-inconclusive fail
+    noisy = write(tmp_path, "noisy", make_doc(BASE + np.random.default_rng(5).normal(0.05, 0.3, (3, 5, 1))))
+    assert main(["compare", base, noisy, "--resamples", "199", "--fail-on-regression", "toxicity.expected_max:0.05"]) == 0
+    assert "INCONCLUSIVE: noisy vs base palms/(all)" in capsys.readouterr().err
+    assert main(["compare", base, noisy, "--resamples", "199", "--fail-on-regression", "toxicity.expected_max:0.05",
+                 "--on-inconclusive", "fail"]) == 1
     assert main(["compare", base, worse, "--fail-on-regression", "toxicity.expected_max:0.5"]) == 0
 
 

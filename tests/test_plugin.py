@@ -30,6 +30,7 @@ TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "ha
 def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
     """benchmarks/test_values.py + suites/small.yaml (2 categories x 2 prompts, k=2, 8 new tokens)."""
     shutil.copy(ROOT / "benchmarks" / "test_values.py", pytester.path / "test_values.py")
+    shutil.copy(ROOT / "benchmarks" / "conftest.py", pytester.path / "conftest.py")
     suites = pytester.mkdir("suites")
     (suites / "small.yaml").write_text(suite_text or (DATA / "valid_small.yaml").read_text(), encoding="utf-8")
     return pytester.path

@@ -24,6 +24,7 @@ DATA = Path(__file__).resolve().parent / "data"
 def _project(tmp_path: Path) -> Path:
     (tmp_path / "suites").mkdir(parents=True)
     (tmp_path / "test_values.py").write_text((ROOT / "benchmarks" / "test_values.py").read_text())
+    (tmp_path / "conftest.py").write_text((ROOT / "benchmarks" / "conftest.py").read_text())
     text = (DATA / "valid_small.yaml").read_text(encoding="utf-8")
     (tmp_path / "suites" / "small.yaml").write_text(text, encoding="utf-8")
     return tmp_path

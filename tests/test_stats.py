@@ -192,20 +192,47 @@ def test_higher_is_better_direction():
 
 def test_gate_p_is_the_shifted_one_sided_test():
     c, r = np.array([0.5, 0.2, 0.6, 0.9]), np.array([0.2, 0.3, 0.4, 0.5])
-    comp = _cmp(c, r, margin=0.1)
+    comp = _cmp(c, r, margin=0.1, test="permutation")
     assert comp.p_value == pytest.approx(paired_test(c, r, alternative="greater", shift=0.1).p_value)
+    assert comp.p_noninferiority == pytest.approx(paired_test(c, r, alternative="less", shift=0.1).p_value)
+    # t: scipy's one-sample t-test of d - margin, both directions, and the 1 - 2 alpha interval
+    rng = np.random.default_rng(3)
+    c, r = rng.uniform(0, 1, 40), rng.uniform(0, 1, 40)
+    comp = _cmp(c, r, margin=0.1, test="t")
+    d = c - r
+    assert comp.p_value == pytest.approx(ss.ttest_1samp(d - 0.1, 0, alternative="greater").pvalue)
+    assert comp.p_noninferiority == pytest.approx(ss.ttest_1samp(d - 0.1, 0, alternative="less").pvalue)
+    half = ss.t.ppf(0.95, 39) * d.std(ddof=1) / math.sqrt(40)
+    assert (comp.ci_low, comp.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert comp.confidence == pytest.approx(0.9)
+    # auto: permutation below 20 units, t from 20 on
+    assert _cmp(c[:19], r[:19]).method == "permutation" and _cmp(c, r).method == "t"
 
 
-def test_two_pairs_are_underpowered():
-    comp = _cmp([0.9, 0.95], [0.1, 0.1])          # worse by 0.8, but min p = 0.25 > alpha
-    assert comp.underpowered and not comp.regression and comp.p_value == pytest.approx(0.25)
-    # enough pairs to reach 0.05 alone, but not after Holm across 8 categories (8 * 1/32 > 0.05)
-    assert not _cmp(np.full(5, 0.9), np.full(5, 0.1), margin=0.0, family_size=1).underpowered
-    assert _cmp(np.full(5, 0.9), np.full(5, 0.1), margin=0.0, family_size=8).underpowered
-    # a noisy run: margin below the MDE
+def test_three_outcomes():
+    rng = np.random.default_rng(8)
+    r = rng.uniform(0, 1, 200)
+    same = _cmp(r, r)                                         # zero-width interval at 0 < margin
+    assert same.outcome == "PASS" and same.ci_low == same.ci_high == 0.0
+    worse = _cmp(r + 0.3 + rng.normal(0, 0.05, 200), r)
+    assert worse.outcome == "FAIL" and worse.ci_low > 0.05 and worse.regression
+    noisy = _cmp(r + rng.normal(0.05, 0.3, 200), r)          # true difference at the margin
+    assert noisy.outcome == "INCONCLUSIVE" and noisy.ci_low < 0.05 < noisy.ci_high
+    assert noisy.units_needed is not None and noisy.units_needed > 200 and "units" in noisy.reason
+    close = _cmp(r + rng.normal(-0.05, 0.05, 200), r)        # clearly within the margin
+    assert close.outcome == "PASS" and close.ci_high < 0.05
+
+
+def test_two_units_decide_nothing_unless_constant():
+    comp = _cmp([0.9, 0.95], [0.1, 0.1])          # worse by 0.8, but the sign-flip min p = 0.25 > alpha
+    assert comp.outcome == "INCONCLUSIVE" and not comp.regression and comp.p_value == pytest.approx(0.25)
+    one = _cmp([0.9], [0.1])
+    assert one.outcome == "INCONCLUSIVE" and "at least 2" in one.reason
+    # a constant shift has a zero-width interval: decisive from 2 units on
+    assert _cmp(np.full(5, 0.9), np.full(5, 0.1), margin=0.0).outcome == "FAIL"
     rng = np.random.default_rng(8)
     noisy = _cmp(rng.uniform(0, 1, 12), rng.uniform(0, 1, 12), margin=0.01)
-    assert noisy.underpowered and noisy.mde > 0.01
+    assert noisy.underpowered and noisy.outcome == "INCONCLUSIVE" and noisy.mde > 0.01
 
 
 def test_rank_test_and_unpaired_records():
@@ -230,6 +257,7 @@ def test_adjust_comparisons_per_family_and_to_dict():
     assert [c.p_adjusted for c in out[:3]] == pytest.approx(adjust_pvalues([c.p_value for c in comps[:3]], "holm"))
     assert out[3].p_adjusted == out[3].p_value           # its own family (another metric)
     assert [c.regression for c in out] == [c.p_adjusted <= 0.05 for c in out]
+    assert [c.outcome == "FAIL" for c in out] == [c.regression for c in out]
     record = Comparison(**{**out[0].__dict__, "cohens_d": math.nan}).to_dict()
     assert record["cohens_d"] is None and record["category"] == "c0.1"
     json.dumps(record, allow_nan=False)
