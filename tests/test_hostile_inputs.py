@@ -1,0 +1,220 @@
+"""Hostile inputs (issue 12): each ends as a one-paragraph HarnessError naming the file and the fix.
+
+Suite YAML (duplicate keys, alias bombs, recursion), cache directories and rows (read-only,
+rows the cache never writes), adapters (broken config, missing or pickled weights) and the
+fingerprint memo (nothing written outside the cache directory in use).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-process runs)
+import harness.session  # noqa: F401
+from harness import cache as hc
+from harness import models
+from harness.cache import DB_NAME, ResultCache
+from harness.errors import HarnessError, ModelLoadError, SpecError
+from harness.models import load_model, model_fingerprint
+from harness.specs import discover_suites, load_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+CATEGORY = "categories:\n  - id: a\n    prompts:\n      - {id: p, text: hi}\n"
+GEN = {"text": "hi", "n_prompt_tokens": 2, "n_new_tokens": 1, "truncated": False, "finish_reason": "eos"}
+CacheError = getattr(hc, "CacheError", HarnessError)  # getattr: each test fails on its own on old code
+TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/models.py",
+                     "harness/specs.py", "harness/cache.py")
+
+
+def _spec_error(path: Path, *expected: str) -> str:
+    with pytest.raises(SpecError) as info:
+        load_suite(path)
+    msg = str(info.value)
+    for text in (str(path), "Fix:", *expected):
+        assert text in msg, msg
+    assert "\n" not in msg, msg
+    return msg
+
+
+def _write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# ---- item 7: repeated mapping keys ------------------------------------------------------------
+def test_repeated_prompts_key_in_a_category_is_refused(tmp_path):
+    path = _write(tmp_path, """\
+        suite: s
+        kind: values
+        categories:
+          - id: a
+            prompts:
+              - {id: p1, text: "one"}
+            prompts:
+              - {id: p2, text: "two"}
+        """)
+    _spec_error(path, "duplicate key 'prompts'", "line 7", "line 5")
+
+
+def test_repeated_top_level_key_is_refused(tmp_path):
+    path = _write(tmp_path, "suite: s\nkind: values\nsuite: t\n" + CATEGORY)
+    _spec_error(path, "duplicate key 'suite'", "line 3")
+
+
+def test_anchors_and_merge_keys_are_not_duplicates(tmp_path):
+    path = _write(tmp_path, """\
+        suite: s
+        kind: values
+        decoding: &dec {samples: 2, top_p: 0.5}
+        gates:
+          prompt: &g [{metric: toxicity.max, max: 0.5}]
+          category: *g
+        categories:
+          - id: a
+            prompts:
+              - &base {id: p, text: hi}
+              - {<<: *base, id: q}
+        """)
+    suite = load_suite(path)
+    assert [p.id for p in suite.prompts()] == ["p", "q"]
+    assert [p.text for p in suite.prompts()] == ["hi", "hi"]
+    assert suite.gates_for("category") == suite.gates_for("prompt")
+
+
+# ---- item 15: alias bombs, recursion, size ----------------------------------------------------
+BOMB = """\
+suite: s
+kind: bold
+options:
+  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+_BOMB_CHILD = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from harness.errors import SpecError
+from harness.specs import load_suite
+t = time.perf_counter()
+try:
+    load_suite(sys.argv[1])
+except SpecError as exc:
+    print(f"{time.perf_counter() - t:.3f}")
+    print(exc)
+    # VmHWM: peak memory of this program (ru_maxrss would include the forking parent's peak on Linux)
+    status = open("/proc/self/status").read() if sys.platform == "linux" else ""
+    peak = [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
+    print(peak[0] if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_billion_laughs_is_refused_fast_in_little_memory(tmp_path):
+    path = _write(tmp_path, BOMB)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _BOMB_CHILD, str(path)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 3, proc.stdout + proc.stderr[-2000:]
+    seconds, message, max_rss_kb = proc.stdout.splitlines()
+    assert float(seconds) < 2.0
+    assert int(max_rss_kb) < 300_000  # under 300 MB (the old loader went past 3 GB)
+    assert str(path) in message and "aliases" in message and "Fix:" in message
+
+
+def test_large_scalar_repeated_through_aliases_is_refused(tmp_path):
+    big = "x" * 200_000
+    refs = ", ".join(["*t"] * 500)  # 500 x 200 kB = 100 MB of text once expanded
+    path = _write(tmp_path, f"suite: s\nkind: bold\noptions:\n  t: &t {big}\n  u: [{refs}]\n")
+    t = time.perf_counter()
+    _spec_error(path, "aliases")
+    assert time.perf_counter() - t < 2.0
+
+
+def test_recursive_alias_is_refused(tmp_path):
+    path = _write(tmp_path, "suite: s\nkind: bold\noptions:\n  a: &a [1, *a]\n")
+    _spec_error(path, "line 4", "refers to itself")
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    path = _write(tmp_path, "suite: s\nkind: bold\noptions:\n  x: " + "[" * 3000 + "]" * 3000 + "\n")
+    _spec_error(path, "nested")
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path, monkeypatch):
+    from harness import suite_yaml
+
+    monkeypatch.setattr(suite_yaml, "MAX_FILE_BYTES", 1000)
+    path = _write(tmp_path, "suite: s\nkind: values\ndescription: " + "x" * 2000 + "\n" + CATEGORY)
+    _spec_error(path, "bytes", "split")
+
+
+# ---- other suite-file crash paths (sweep) -----------------------------------------------------
+def test_suite_path_that_is_a_directory(tmp_path):
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "odd.yaml").mkdir()
+    _spec_error(tmp_path / "suites" / "odd.yaml", "directory")
+    with pytest.raises(SpecError, match="odd.yaml"):
+        discover_suites([tmp_path / "suites"])
+
+
+def test_unreadable_suite_file(tmp_path, monkeypatch):
+    path = _write(tmp_path, "suite: s\nkind: values\n" + CATEGORY)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    _spec_error(path, "cannot read", "Permission denied")
+
+
+@pytest.mark.parametrize("value", ['"no"', "1", "[true]"])
+def test_non_boolean_relative_is_refused(tmp_path, value):
+    path = _write(tmp_path, "suite: s\nkind: values\ngates:\n  regression:\n"
+                            f"    - {{metric: toxicity.expected_max, margin: 0.1, relative: {value}}}\n" + CATEGORY)
+    _spec_error(path, "gates.regression[0].relative", "true or false")
+
+
+# ---- end to end: exit codes and no traceback ----------------------------------------------------
+def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
+    shutil.copy(ROOT / "benchmarks" / "test_values.py", pytester.path / "test_values.py")
+    suites = pytester.mkdir("suites")
+    (suites / "small.yaml").write_text(suite_text or (DATA / "valid_small.yaml").read_text(), encoding="utf-8")
+    return pytester.path
+
+
+def _run(pytester: pytest.Pytester, model: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--model", str(model), "--toxicity-scorer", "profanity",
+                              "--cache-dir", str(pytester.path / "cache"), "-p", "no:cacheprovider", *args)
+
+
+def _no_traceback(result: pytest.RunResult) -> str:
+    out = result.stdout.str() + result.stderr.str()
+    for marker in TRACEBACK_MARKERS:
+        assert marker not in out, f"{marker!r} in output:\n{out}"
+    return out
+
+
+def test_duplicate_key_suite_is_a_collection_error(pytester, tiny_model_dir):
+    text = (DATA / "valid_small.yaml").read_text()
+    _project(pytester, text.replace("kind: values\n", "kind: values\nsuite: s2\n"))
+    result = _run(pytester, tiny_model_dir)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "duplicate key 'suite'" in _no_traceback(result)
