@@ -192,6 +192,141 @@ def test_non_boolean_relative_is_refused(tmp_path, value):
     _spec_error(path, "gates.regression[0].relative", "true or false")
 
 
+# ---- item 13: read-only cache directory -------------------------------------------------------
+def _read_only_msg(exc: BaseException, directory: Path) -> str:
+    msg = str(exc)
+    assert str(directory) in msg and "read-only" in msg, msg
+    assert "--no-cache" in msg and "--cache-dir" in msg, msg
+    assert "delete" not in msg.lower(), msg
+    return msg
+
+
+def _deny_writes(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """os.access as on a read-only mount or directory (root ignores chmod, so chmod cannot show it)."""
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and Path(path).resolve().is_relative_to(directory.resolve()):
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+@pytest.mark.parametrize("populated", [False, True])
+def test_read_only_cache_directory_is_not_called_corrupt(tmp_path, monkeypatch, populated):
+    directory = tmp_path / "cache"
+    if populated:
+        with ResultCache(directory) as c:
+            c.put_scores({"k": {"toxicity": 0.5}})
+    _deny_writes(monkeypatch, directory)
+    with pytest.raises(HarnessError) as info:
+        ResultCache(directory)
+    _read_only_msg(info.value, directory)
+    if populated:  # nothing was touched
+        with sqlite3.connect(directory / DB_NAME) as raw:
+            assert raw.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 1
+
+
+def test_sqlite_read_only_database_is_not_called_corrupt(tmp_path, monkeypatch):
+    """SQLite itself refusing writes (read-only file, mount or bind), simulated with mode=ro."""
+    with ResultCache(tmp_path) as c:
+        c.put_scores({"k": {"toxicity": 0.5}})
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(hc.sqlite3, "connect",
+                        lambda path, **kw: real_connect(f"file:{path}?mode=ro", uri=True, **kw))
+    with pytest.raises(HarnessError) as info:
+        with ResultCache(tmp_path) as c:
+            c.put_scores({"j": {"toxicity": 0.1}})
+    _read_only_msg(info.value, tmp_path)
+    monkeypatch.undo()
+    with ResultCache(tmp_path) as c:
+        assert c.get_scores(["k"]) == {"k": {"toxicity": 0.5}}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions (covered by the tests above)")
+def test_chmod_read_only_cache_directory(tmp_path):
+    directory = tmp_path / "cache"
+    with ResultCache(directory) as c:
+        c.put_scores({"k": {"toxicity": 0.5}})
+    directory.chmod(0o555)
+    try:
+        with pytest.raises(HarnessError) as info:
+            ResultCache(directory)
+        _read_only_msg(info.value, directory)
+    finally:
+        directory.chmod(0o755)
+
+
+# ---- other cache crash paths (sweep) ----------------------------------------------------------
+def test_cache_directory_that_is_a_file(tmp_path):
+    (tmp_path / "cache").write_text("x")
+    with pytest.raises(HarnessError) as info:
+        ResultCache(tmp_path / "cache")
+    msg = str(info.value)
+    assert str(tmp_path / "cache") in msg and "not a directory" in msg and "--cache-dir" in msg
+
+
+def test_cache_database_path_that_is_a_directory(tmp_path):
+    (tmp_path / DB_NAME).mkdir()
+    with pytest.raises(HarnessError) as info:
+        ResultCache(tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / DB_NAME) in msg and "is a directory" in msg and "--cache-dir" in msg
+
+
+# ---- item 14: cache rows the cache never writes -----------------------------------------------
+def _tamper(directory: Path, table: str, value: str, key: str = "k") -> None:
+    with sqlite3.connect(directory / DB_NAME) as raw:
+        raw.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, 0)", (key, value))
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("{}", "'text'"),
+    ('"just text"', "not a JSON object"),
+    (json.dumps({**GEN, "text": 3}), "'text'"),
+    (json.dumps({**GEN, "n_new_tokens": "2"}), "'n_new_tokens'"),
+    (json.dumps({**GEN, "n_prompt_tokens": -1}), "'n_prompt_tokens'"),
+    (json.dumps({**GEN, "truncated": 0}), "'truncated'"),
+    (json.dumps({k: v for k, v in GEN.items() if k != "finish_reason"}), "'finish_reason'"),
+    ("{not json", "not JSON"),
+])
+def test_invalid_generation_row_is_a_cache_error(tmp_path, value, problem):
+    with ResultCache(tmp_path) as c:
+        c.put_generations({"good": GEN})
+        _tamper(tmp_path, "generations", value)
+        with pytest.raises(CacheError) as info:
+            c.get_generations(["good", "k"])
+        assert c.get_generations(["good"]) == {"good": GEN}
+    msg = str(info.value)
+    for text in (str(tmp_path / DB_NAME), problem, "--no-cache", "--cache-dir", "DELETE FROM generations",
+                 "'k'"):
+        assert text in msg, msg
+
+
+@pytest.mark.parametrize("value, problem", [
+    ('{"toxicity": "0.5"}', "'toxicity'"),
+    ('{"toxicity": NaN}', "'toxicity'"),
+    ('{"toxicity": true}', "'toxicity'"),
+    ("{}", "no scores"),
+    ("[0.5]", "not a JSON object"),
+])
+def test_invalid_score_row_is_a_cache_error(tmp_path, value, problem):
+    with ResultCache(tmp_path) as c:
+        _tamper(tmp_path, "scores", value)
+        with pytest.raises(CacheError) as info:
+            c.get_scores(["k"])
+    msg = str(info.value)
+    for text in (str(tmp_path / DB_NAME), problem, "--no-cache", "DELETE FROM scores"):
+        assert text in msg, msg
+
+
+def test_integer_scores_are_valid(tmp_path):
+    with ResultCache(tmp_path) as c:
+        _tamper(tmp_path, "scores", '{"toxicity": 0, "insult": 1e-3}')
+        assert c.get_scores(["k"]) == {"k": {"toxicity": 0, "insult": 1e-3}}
+
+
 # ---- end to end: exit codes and no traceback ----------------------------------------------------
 def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
     shutil.copy(ROOT / "benchmarks" / "test_values.py", pytester.path / "test_values.py")
@@ -218,3 +353,24 @@ def test_duplicate_key_suite_is_a_collection_error(pytester, tiny_model_dir):
     result = _run(pytester, tiny_model_dir)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert "duplicate key 'suite'" in _no_traceback(result)
+
+
+def test_tampered_cache_rows_stop_the_run_with_exit_4(pytester, tiny_model_dir):
+    _project(pytester)
+    assert _run(pytester, tiny_model_dir, "-k", "cat-a").ret == 0
+    with sqlite3.connect(pytester.path / "cache" / DB_NAME) as raw:
+        raw.execute("UPDATE generations SET value = '{}'")
+    result = _run(pytester, tiny_model_dir, "-k", "cat-a")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = _no_traceback(result)
+    assert str(pytester.path / "cache" / DB_NAME) in out and "--no-cache" in out
+
+
+def test_read_only_cache_stops_the_run_with_exit_4(pytester, tiny_model_dir, monkeypatch):
+    _project(pytester)
+    (pytester.path / "cache").mkdir()
+    _deny_writes(monkeypatch, pytester.path / "cache")
+    result = _run(pytester, tiny_model_dir, "-k", "cat-a")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = _no_traceback(result)
+    assert "read-only" in out and "delete" not in out
