@@ -3,10 +3,11 @@
 Keys follow docs/design.md "Sample seeds and cache keys": sha256 hex of canonical JSON.
 
 >>> import tempfile
+>>> gen = {"text": "hello", "n_prompt_tokens": 2, "n_new_tokens": 1, "truncated": False, "finish_reason": "eos"}
 >>> with ResultCache(tempfile.mkdtemp()) as cache:
 ...     key = generation_key("sha256:m", "Hi", {"samples": 1}, False, seed=0, sample_index=0)
-...     cache.put_generations({key: {"text": "hello"}})
-...     cache.get_generations([key, "missing"]) == {key: {"text": "hello"}}
+...     cache.put_generations({key: gen})
+...     cache.get_generations([key, "missing"]) == {key: gen}
 True
 """
 
@@ -23,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.cache_checks import (BUSY_TIMEOUT_S, DB_NAME, PROBLEMS, bad_rows_message, database_message,
+                                   is_read_only, read_only_message)
 from harness.errors import HarnessError
 
 GEN_VERSION = 1
@@ -31,10 +34,13 @@ GEN_VERSION = 1
 SCHEMA_VERSION = 1
 """Stored in ``PRAGMA user_version``; a cache file of another version is refused."""
 
-DB_NAME = "harness-cache.sqlite3"
 MAX_PARAMS = 500
-BUSY_TIMEOUT_S = 30.0
 TABLES = ("generations", "scores")
+
+
+class CacheError(HarnessError):
+    """The cache directory or database cannot be used (read-only, not a cache, rows it never writes)."""
+
 
 # Connections inherited across fork() are never closed in the child: closing one could drop
 # POSIX locks the child holds through its own connection (SQLite's documented fork hazard).
@@ -168,24 +174,25 @@ class ResultCache:
         self._closed = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise CacheError(f"the cache directory {self.directory} is not a directory (a file has that name); pass "
+                             "--cache-dir (or set HARNESS_CACHE_DIR) to a directory, or run with --no-cache") from None
         except OSError as exc:
-            raise HarnessError(
+            raise CacheError(
                 f"cannot create the cache directory {self.directory} ({exc}); set HARNESS_CACHE_DIR "
-                "to a writable directory, pass --cache-dir, or run with --no-cache") from exc
+                "to a writable directory, pass --cache-dir, or run with --no-cache") from None
+        if self.path.is_dir():
+            raise CacheError(f"the cache database {self.path} is a directory, not a file; pass --cache-dir "
+                             "(or set HARNESS_CACHE_DIR) to another directory, or run with --no-cache")
+        if is_read_only(self.directory):
+            raise CacheError(read_only_message(self.directory, "no write permission"))
         with self._lock:
             self._connect()
 
     # -- connection management -------------------------------------------------------------
 
-    def _corrupt(self, exc: BaseException) -> HarnessError:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            return HarnessError(
-                f"the cache database {self.path} stayed locked for {BUSY_TIMEOUT_S:.0f} s ({text}); "
-                "another harness process may be stuck: stop it, or run with --no-cache")
-        return HarnessError(
-            f"the cache database {self.path} is unreadable or not a harness cache ({text}); delete "
-            f"it (and any {DB_NAME}-wal / -shm files beside it) or run with --no-cache")
+    def _corrupt(self, exc: BaseException) -> CacheError:
+        return CacheError(database_message(self.directory, exc))
 
     def _connect(self) -> None:
         """Open this process's connection, set WAL pragmas and create the tables."""
@@ -206,6 +213,13 @@ class ResultCache:
                                  "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
+            else:  # a read-only database (file, mount) refuses this write now, not after a long generation
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
             for table in TABLES:  # validates the columns of an existing file
                 conn.execute(f"SELECT key, value, created FROM {table} LIMIT 0").fetchall()
         except sqlite3.DatabaseError as exc:
@@ -232,7 +246,7 @@ class ResultCache:
     def _connection(self) -> sqlite3.Connection:
         """The connection of the current process; call with the lock held."""
         if self._closed:
-            raise HarnessError(f"the cache {self.path} was used after close(); open a new ResultCache")
+            raise CacheError(f"the cache {self.path} was used after close(); open a new ResultCache")
         if self._conn is None:
             self._connect()
         assert self._conn is not None
@@ -252,6 +266,7 @@ class ResultCache:
         self._check_fork()
         wanted = _unique(keys)
         found: dict[str, dict] = {}
+        bad: dict[str, str] = {}
         with self._lock:
             conn = self._connection()
             try:
@@ -262,10 +277,16 @@ class ResultCache:
                     for key, value in rows:
                         try:
                             found[key] = json.loads(value)
-                        except ValueError:
-                            continue  # a damaged row is a miss; the next put replaces it
+                        except (TypeError, ValueError):
+                            bad[key] = "not JSON"
+                            continue
+                        problem = PROBLEMS[table](found[key])
+                        if problem:
+                            bad[key] = problem
             except sqlite3.DatabaseError as exc:
                 raise self._corrupt(exc) from exc
+            if bad:
+                raise CacheError(bad_rows_message(self.path, table, bad))
             self.hits[table] += len(found)
             self.misses[table] += len(wanted) - len(found)
         return found
@@ -324,7 +345,7 @@ class ResultCache:
             score_hits=self.hits["scores"], score_misses=self.misses["scores"])
 
     def close(self) -> None:
-        """Close this process's connection; further use raises HarnessError. Idempotent."""
+        """Close this process's connection; further use raises CacheError. Idempotent."""
         self._check_fork()
         with self._lock:
             if self._conn is not None:

@@ -46,17 +46,29 @@ def looks_local(path: str) -> bool:
     return os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1 or path.endswith("/")
 
 
-def _memo_file() -> Path:
-    from harness.cache import default_cache_dir
+_PROCESS_MEMO: dict[str, Any] = {}
+"""The memo when no directory may be written (``memo_dir=None``, i.e. --no-cache): this process only."""
+_DEFAULT_DIR: Any = object()
+"""``memo_dir`` default: the default cache directory (HARNESS_CACHE_DIR, XDG_CACHE_HOME, ~/.cache)."""
+MEMO_NAME = "fingerprints.json"
 
-    return Path(default_cache_dir()) / "fingerprints.json"
+
+def _memo_file(memo_dir: Any) -> Path | None:
+    if memo_dir is None:
+        return None
+    if memo_dir is _DEFAULT_DIR:
+        from harness.cache import default_cache_dir
+
+        memo_dir = default_cache_dir()
+    return Path(memo_dir).expanduser() / MEMO_NAME
 
 
 def _file_digest(path: Path, memo: dict[str, Any]) -> str:
     st = path.stat()
     key = str(path.resolve())
     hit = memo.get(key)
-    if hit and hit["size"] == st.st_size and hit["mtime_ns"] == st.st_mtime_ns:
+    if isinstance(hit, dict) and (hit.get("size"), hit.get("mtime_ns")) == (st.st_size, st.st_mtime_ns) \
+            and isinstance(hit.get("sha256"), str):
         return hit["sha256"]
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -66,24 +78,29 @@ def _file_digest(path: Path, memo: dict[str, Any]) -> str:
     return memo[key]["sha256"]
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of one file, memoized on (path, size, mtime) like model fingerprints."""
+def file_sha256(path: Path, memo_dir: Any = _DEFAULT_DIR) -> str:
+    """sha256 of one file, memoized on (path, size, mtime) like model fingerprints (see model_fingerprint)."""
     with _memo_lock:
-        memo_path, memo = _load_memo()
+        memo_path, memo = _load_memo(memo_dir)
         digest = _file_digest(path, memo)
         _save_memo(memo_path, memo)
     return digest
 
 
-def _load_memo() -> tuple[Path, dict[str, Any]]:
-    memo_path = _memo_file()
+def _load_memo(memo_dir: Any) -> tuple[Path | None, dict[str, Any]]:
+    memo_path = _memo_file(memo_dir)
+    if memo_path is None:
+        return None, _PROCESS_MEMO
     try:
-        return memo_path, json.loads(memo_path.read_text())
+        memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
         return memo_path, {}
+    return memo_path, memo if isinstance(memo, dict) else {}
 
 
-def _save_memo(memo_path: Path, memo: dict[str, Any]) -> None:
+def _save_memo(memo_path: Path | None, memo: dict[str, Any]) -> None:
+    if memo_path is None:
+        return
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
@@ -118,11 +135,13 @@ def resolve_model_dir(path: str) -> Path | None:
         return None
 
 
-def model_fingerprint(path: str, adapter: str | None = None) -> str:
+def model_fingerprint(path: str, adapter: str | None = None, memo_dir: Any = _DEFAULT_DIR) -> str:
     """``sha256:<hex>`` over config, tokenizer and weight files (+ adapter files).
 
-    Each file's digest is memoized on (path, size, mtime) in the cache directory, so a large
-    checkpoint is read once, not on every run.
+    Each file's digest is memoized on (path, size, mtime) in ``memo_dir``/fingerprints.json (by
+    default the default cache directory; pass the run's cache directory), so a large checkpoint is
+    read once, not on every run. ``memo_dir=None`` (--no-cache) writes nothing: the memo lives in
+    this process only.
     """
     directory = resolve_model_dir(path)
     if directory is None:
@@ -130,7 +149,7 @@ def model_fingerprint(path: str, adapter: str | None = None) -> str:
                              "directory, or download the hub model once so it is in the Hugging Face cache.")
     dirs = [("model", directory)] + ([("adapter", Path(adapter).expanduser())] if adapter else [])
     with _memo_lock:
-        memo_path, memo = _load_memo()
+        memo_path, memo = _load_memo(memo_dir)
         outer = hashlib.sha256()
         for role, d in dirs:
             files = _dir_files(d)
@@ -205,22 +224,83 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     return tok
 
 
+_ADAPTER_FIELDS: dict[str, tuple[Any, str]] = {
+    "r": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "lora_alpha": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "lora_dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                     "a number in [0, 1)"),
+    "target_modules": (lambda v: v is None or isinstance(v, str) or (isinstance(v, list) and all(
+        isinstance(x, str) for x in v)), "a module name, a list of names or null"),
+    "fan_in_fan_out": (lambda v: isinstance(v, bool), "true or false"),
+    "bias": (lambda v: v in ("none", "all", "lora_only"), "'none', 'all' or 'lora_only'"),
+    "modules_to_save": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+                        "a list of module names or null"),
+}
+"""Fields of adapter_config.json that peft uses without checking their type (a wrong one gives a TypeError)."""
+
+
+def _adapter_fail(target: Path, problem: str, fix: str) -> ModelLoadError:
+    return ModelLoadError(f"--adapter: {target}: {problem}. Fix: {fix}.")
+
+
+def _check_adapter_files(adir: Path) -> None:
+    """adapter_config.json is a JSON object with sane fields, and a weights file is there."""
+    from peft import PeftType
+
+    cfg_path = adir / "adapter_config.json"
+    resave = "re-save the adapter with peft's save_pretrained (or `harness finetune`)"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _adapter_fail(cfg_path, f"cannot read it ({exc})", resave) from None
+    except ValueError as exc:
+        raise _adapter_fail(cfg_path, f"not valid JSON ({exc})", f"repair the file, or {resave}") from None
+    if not isinstance(cfg, dict):
+        raise _adapter_fail(cfg_path, f"not a JSON object but {type(cfg).__name__}", resave)
+    kinds = [t.value for t in PeftType]
+    if cfg.get("peft_type") not in kinds:
+        problem = "field 'peft_type' is missing" if "peft_type" not in cfg else \
+            f"field 'peft_type' is {cfg['peft_type']!r}; {did_you_mean(str(cfg['peft_type']), kinds)}"
+        raise _adapter_fail(cfg_path, problem, f"set it to the adapter's method (e.g. \"LORA\"), or {resave}")
+    for name, (ok, expected) in _ADAPTER_FIELDS.items():
+        if name in cfg and not ok(cfg[name]):
+            raise _adapter_fail(cfg_path, f"field '{name}' is {cfg[name]!r}, not {expected}",
+                                f"correct that field, or {resave}")
+    if not any((adir / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise _adapter_fail(adir, "no adapter weights (adapter_model.safetensors or adapter_model.bin) beside "
+                            "adapter_config.json", f"copy the weights file into that directory, or {resave}")
+
+
 def _attach_adapter(model: Any, path: str, adapter: str) -> Any:
+    import pickle
+
     from peft import PeftModel
 
     adir = Path(adapter).expanduser()
     if not (adir / "adapter_config.json").is_file():
         raise ModelLoadError(f"--adapter {adapter}: no adapter_config.json there. Fix: point --adapter at a "
                              "directory written by peft's save_pretrained (or `harness finetune`).")
+    _check_adapter_files(adir)
     try:
         return PeftModel.from_pretrained(model, str(adir), is_trainable=False)
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except pickle.UnpicklingError:
+        raise _adapter_fail(adir / "adapter_model.bin", "a pickle file that cannot be loaded safely (torch.load "
+                            "with weights_only=True refuses it: it holds objects other than tensors, or is damaged)",
+                            "convert it to adapter_model.safetensors (safetensors.torch.save_file on its tensors, "
+                            "where you trust its source), or re-save the adapter with peft's save_pretrained") from None
+    except Exception as exc:  # noqa: BLE001 - every failure here is a bad adapter; classify it for the message
         lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
         detail = [x for x in lines if "size mismatch" in x or "not found" in x]
         first = (detail or lines or [type(exc).__name__])[0][:300]
-        raise ModelLoadError(f"--adapter {adapter} does not fit the base model {path}: {first}. Fix: pass the "
-                             "base model the adapter was trained on (see base_model_name_or_path in its "
-                             "adapter_config.json).") from None
+        if type(exc).__name__ == "SafetensorError":
+            raise _adapter_fail(adir / "adapter_model.safetensors", f"damaged or not a safetensors file ({first})",
+                                "copy the file again, or re-save the adapter with peft's save_pretrained") from None
+        if detail or "state_dict" in str(exc):
+            raise ModelLoadError(f"--adapter {adapter} does not fit the base model {path}: {first}. Fix: pass the "
+                                 "base model the adapter was trained on (see base_model_name_or_path in its "
+                                 "adapter_config.json).") from None
+        raise _adapter_fail(adir, f"peft cannot load this adapter: {first}", "check the fields of "
+                            "adapter_config.json, or re-save the adapter with peft's save_pretrained") from None
 
 
 def load_model(path: str, adapter: str | None = None, device: str = "auto", dtype: str = "auto",

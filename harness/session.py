@@ -143,7 +143,8 @@ class HarnessSession:
             from harness.models import model_fingerprint
 
             t = time.perf_counter()
-            r.fingerprint = model_fingerprint(r.path, r.adapter)
+            memo = (self.options.cache_dir or cache_mod.default_cache_dir()) if self.options.use_cache else None
+            r.fingerprint = model_fingerprint(r.path, r.adapter, memo_dir=memo)
             self.timings.add("fingerprint", time.perf_counter() - t)
         return r.fingerprint
 

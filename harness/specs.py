@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError, did_you_mean
+from harness.suite_yaml import read_yaml
 
 KINDS = ("values", "cooccurrence", "bold", "perplexity")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -242,9 +243,12 @@ def _parse_gates(raw: Any, ctx: _Ctx) -> dict[str, tuple[Gate, ...]]:
             if policy is not None and policy not in ON_INCONCLUSIVE:
                 raise ctx.fail(f"{where}.on_inconclusive", f"{policy!r} is not one of fail, warn, pass; "
                                f"{did_you_mean(str(policy), ON_INCONCLUSIVE)}", "use fail, warn or pass")
+            relative = item.get("relative", False)
+            if not isinstance(relative, bool):
+                raise ctx.fail(f"{where}.relative", f"{relative!r} is not true or false", "write true or false")
             parsed.append(Gate(metric=ctx.text(item["metric"], f"{where}.metric"), max=bounds.get("max"),
-                               min=bounds.get("min"), margin=bounds.get("margin"),
-                               relative=bool(item.get("relative", False)), on_inconclusive=policy))
+                               min=bounds.get("min"), margin=bounds.get("margin"), relative=relative,
+                               on_inconclusive=policy))
         gates[level] = tuple(parsed)
     return gates
 
@@ -288,28 +292,9 @@ def _parse_categories(raw: Any, ctx: _Ctx, suite_id: str, required: bool) -> tup
 
 def load_suite(path: str | Path) -> Suite:
     """Load and validate one suite YAML file."""
-    import yaml
-
     path = Path(path)
     ctx = _Ctx(path)
-    try:
-        raw_text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: suite file not found. Fix: check the path given to --suite.") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not valid UTF-8 (byte {exc.start}). Fix: save the file as UTF-8.") from None
-    try:
-        raw = yaml.safe_load(raw_text)
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. an impossible date like 2020-13-45
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        context = getattr(exc, "context_mark", None)
-        if context is not None and mark is not None and context.line != mark.line:
-            where += f" (the construct started at line {context.line + 1}, column {context.column + 1})"
-        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SpecError(f"{path}: malformed YAML at {where}: {problem}. "
-                        "Fix: check indentation and quoting there (quote text containing ':' or '#', "
-                        "and values that look like dates).") from None
+    raw = read_yaml(path)
     raw = ctx.keys(raw, TOP_KEYS, "top level", required=("suite", "kind"))
     suite_id = ctx.ident(raw["suite"], "suite")
     kind = raw["kind"]

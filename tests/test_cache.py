@@ -19,6 +19,7 @@ from harness.cache import (GEN_VERSION, DB_NAME, NullCache, ResultCache, default
 from harness.errors import HarnessError
 
 DECODING = {"samples": 3, "max_new_tokens": 40, "temperature": 1.0, "top_p": 0.9, "top_k": 0}
+GEN = {"text": "t", "n_prompt_tokens": 3, "n_new_tokens": 2, "truncated": False, "finish_reason": "eos"}
 BASE = dict(model_fingerprint="sha256:abc", prompt="How do I save my marriage?",
             decoding=DECODING, chat_template=False, seed=0, sample_index=0)
 
@@ -126,8 +127,8 @@ def test_roundtrip_creates_directory_and_counts(tmp_path):
         assert mode == "wal"
     with ResultCache(str(directory)) as c:  # persists across instances
         assert c.get_generations(["g1"]) == {"g1": gen}
-        c.put_generations({"g1": {"text": "new"}})  # replace is allowed
-        assert c.get_generations(["g1"]) == {"g1": {"text": "new"}}
+        c.put_generations({"g1": {**gen, "text": "new"}})  # replace is allowed
+        assert c.get_generations(["g1"]) == {"g1": {**gen, "text": "new"}}
         c.put_generations({})
         assert c.get_generations([]) == {}
 
@@ -135,7 +136,7 @@ def test_roundtrip_creates_directory_and_counts(tmp_path):
 def test_many_keys_are_chunked(tmp_path, monkeypatch):
     queries = []
     with ResultCache(tmp_path) as c:
-        items = {f"k{i}": {"i": i} for i in range(2345)}
+        items = {f"k{i}": {**GEN, "n_new_tokens": i} for i in range(2345)}
         c.put_generations(items)
         c._conn.set_trace_callback(queries.append)
         got = c.get_generations([*items, "missing"])
@@ -184,7 +185,7 @@ def _writer(directory: str, worker: int, n_batches: int, batch: int, start) -> N
     start.wait(30)  # both processes create the fresh database at the same moment
     with ResultCache(directory) as c:
         for b in range(n_batches):
-            c.put_generations({f"w{worker}-{b}-{i}": {"w": worker, "b": b, "i": i}
+            c.put_generations({f"w{worker}-{b}-{i}": {**GEN, "text": f"{worker}-{b}-{i}"}
                                for i in range(batch)})
             c.put_scores({f"shared-{b}": {"toxicity": b / n_batches}})  # overlapping keys
             c.get_generations([f"w{1 - worker}-{b}-0"])
@@ -192,7 +193,7 @@ def _writer(directory: str, worker: int, n_batches: int, batch: int, start) -> N
 
 def _put_then_sigkill(directory: str) -> None:
     c = ResultCache(directory)
-    c.put_generations({f"k{i}": {"text": f"t{i}"} for i in range(100)})
+    c.put_generations({f"k{i}": {**GEN, "text": f"t{i}"} for i in range(100)})
     c.put_scores({"s": {"toxicity": 0.5}})
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -213,7 +214,7 @@ def test_two_processes_write_concurrently(tmp_path):
         keys = [f"w{w}-{b}-{i}" for w in (0, 1) for b in range(n_batches) for i in range(batch)]
         got = c.get_generations(keys)
         assert len(got) == 2 * n_batches * batch
-        assert got["w1-7-3"] == {"w": 1, "b": 7, "i": 3}
+        assert got["w1-7-3"] == {**GEN, "text": "1-7-3"}
         assert c.stats().scores == n_batches
 
 
@@ -276,11 +277,12 @@ def test_directory_is_a_file(tmp_path):
         ResultCache(tmp_path / "file" / "sub")
 
 
-def test_damaged_row_is_a_miss(tmp_path):
+def test_damaged_row_is_an_error_until_replaced(tmp_path):
     with ResultCache(tmp_path) as c:
         with sqlite3.connect(Path(tmp_path) / DB_NAME) as raw:
             raw.execute("INSERT INTO scores VALUES ('bad', '{not json', 0)")
-        assert c.get_scores(["bad"]) == {}
+        with pytest.raises(hc.CacheError, match="not JSON"):
+            c.get_scores(["bad"])
         c.put_scores({"bad": {"toxicity": 0.1}})
         assert c.get_scores(["bad"]) == {"bad": {"toxicity": 0.1}}
 
