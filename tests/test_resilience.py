@@ -31,7 +31,7 @@ def _project(tmp_path: Path) -> Path:
 
 
 def _pytest(project: Path, model: Path, cache: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--model", str(model),
+    cmd = [sys.executable, "-m", "pytest", ".", "-q", "-p", "no:cacheprovider", "--model", str(model),
            "--toxicity-scorer", "profanity", "--cache-dir", str(cache), *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
@@ -76,7 +76,7 @@ def test_kill_9_during_generation_loses_nothing_finished(tmp_path, tiny_model_di
     """SIGKILL after some batches are cached; the rerun completes and reuses every finished sample."""
     project = _project(tmp_path / "p")
     cache = tmp_path / "c"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--model", str(tiny_model_dir),
+    cmd = [sys.executable, "-m", "pytest", ".", "-q", "-p", "no:cacheprovider", "--model", str(tiny_model_dir),
            "--toxicity-scorer", "profanity", "--cache-dir", str(cache), "--batch-size", "1",
            "--samples", "40", "--max-new-tokens", "24"]
     proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -134,7 +134,7 @@ def test_nan_scores_stop_the_run_and_keep_the_generations(pytester, tiny_model_d
     pytester.mkdir("suites")
     (pytester.path / "suites" / "small.yaml").write_text((DATA / "valid_small.yaml").read_text())
     monkeypatch.setattr(profanity_check, "predict_prob", lambda texts: np.full(len(texts), np.nan))
-    result = pytester.runpytest("--model", str(tiny_model_dir), "--toxicity-scorer", "profanity",
+    result = pytester.runpytest(str(pytester.path), "--model", str(tiny_model_dir), "--toxicity-scorer", "profanity",
                                 "--cache-dir", str(pytester.path / "c"), "-p", "no:cacheprovider")
     assert result.ret == 4
     result.stdout.fnmatch_lines(["*cannot be scored is an error*"])
