@@ -58,6 +58,15 @@ def test_results_files_get_normal_permissions(tmp_path, umask):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temporary left
 
 
+def test_rating_sheet_and_key_get_normal_permissions(tmp_path, umask):
+    from harness.ratings_io import export_sheet
+
+    umask(0o022)
+    src = write_results(tmp_path / "run.json", results_doc(1.0))
+    export_sheet([src], tmp_path / "sheet.csv", tmp_path / "key.json")
+    assert _mode(tmp_path / "sheet.csv") == _mode(tmp_path / "key.json") == 0o644
+
+
 def test_unreadable_results_path_is_a_results_error(tmp_path):
     with pytest.raises(ResultsError, match="cannot read the results file"):
         read_results(tmp_path)                   # a folder
