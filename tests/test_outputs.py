@@ -33,6 +33,22 @@ def results_doc(scale: float) -> dict:
     return doc
 
 
+# ---------------------------------------------------------------- `harness compare` model names
+
+def test_compare_same_file_name_in_two_folders_gets_distinct_columns(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_results(tmp_path / "a" / "results.json", results_doc(1.0))
+    b = write_results(tmp_path / "b" / "results.json", results_doc(2.0))
+    assert main(["compare", str(a), str(b), "--metric", "toxicity.mean", "--resamples", "199"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["suite", "category", "metric", "a/results", "b/results", "p_adj"]
+    suite_row = next(line for line in lines if line.startswith("palms") and "(all)" in line).split()
+    assert suite_row[3] != suite_row[7]          # the reference's value and the candidate's, not one twice
+    assert main(["compare", str(a), str(a), "--metric", "toxicity.mean", "--resamples", "199"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[3:5] == ["results", "results#2"]
+
+
 # ---------------------------------------------------------------- atomic writes: permissions
 
 @pytest.fixture
