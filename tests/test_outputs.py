@@ -86,3 +86,27 @@ def test_rating_sheet_and_key_get_normal_permissions(tmp_path, umask):
 def test_unreadable_results_path_is_a_results_error(tmp_path):
     with pytest.raises(ResultsError, match="cannot read the results file"):
         read_results(tmp_path)                   # a folder
+
+
+# ---------------------------------------------------------------- bench/bench_generation.py
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_generation", ROOT / "bench" / "bench_generation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_prints_and_writes_results_only_when_asked(bench, tmp_path, capsys, monkeypatch):
+    assert bench.RESULTS == ROOT / "bench" / "RESULTS.md"
+    tracked = tmp_path / "RESULTS.md"
+    monkeypatch.setattr(bench, "RESULTS", tracked)       # stands in for the tracked bench/RESULTS.md
+    assert bench.parse_args([]).write_results is None
+    bench.emit(bench.parse_args([]), "# report")
+    assert "# report" in capsys.readouterr().out and not tracked.exists()
+    args = bench.parse_args(["--write-results", str(tmp_path / "r.md")])
+    bench.emit(args, "# report")
+    assert (tmp_path / "r.md").read_text() == "# report" and not tracked.exists()
+    bench.emit(bench.parse_args(["--write-results"]), "# refreshed")
+    assert tracked.read_text() == "# refreshed"
