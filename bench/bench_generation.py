@@ -10,9 +10,10 @@ Times one workload (PALMS, 40 prompts x k samples, profanity scorer) in fresh ch
 
 plus start-up costs (interpreter, ``import harness.plugin``, torch + transformers, model and scorer
 load), peak RSS per phase and per process, and laziness checks (importing the plugin must not import
-torch; the warm run must not load the model). Writes bench/RESULTS.md.
+torch; the warm run must not load the model). Prints the Markdown report; writes it to a file only
+when asked (``--write-results`` alone: the tracked bench/RESULTS.md).
 
-    python bench/bench_generation.py [--model DIR] [--samples 25] [--repeats 3] [--out bench/RESULTS.md]
+    python bench/bench_generation.py [--model DIR] [--samples 25] [--repeats 3] [--write-results [PATH]]
 
 Module-level imports are stdlib only so that child processes can time their own imports.
 """
@@ -36,6 +37,7 @@ T_PROCESS_TOP = time.time()          # wall clock when this interpreter reached 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "benchmarks" / "suites" / "palms.yaml"
 FIXTURE = ROOT / "fixtures" / "tiny-gpt2"
+RESULTS = ROOT / "bench" / "RESULTS.md"
 STANDIN = Path(tempfile.gettempdir()) / "bench-standin-tiny-gpt2"
 TARGETS = {"cold/floor": ("<=", 1.15), "naive/cold": (">=", 4.0), "warm/cold": ("<=", 0.10)}
 HEAVY = ("torch", "transformers", "numpy", "sklearn", "profanity_check", "pandas", "scipy", "matplotlib",
@@ -429,7 +431,7 @@ def check(name: str, value: float) -> str:
     return f"{'MET' if ok else 'NOT MET'} (target {op} {bound})"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model directory (default: fixtures/tiny-gpt2, else a stand-in)")
     ap.add_argument("--samples", type=int, default=25, help="k samples per prompt (default 25 -> 1,000 samples)")
@@ -448,14 +450,20 @@ def main(argv=None) -> int:
                          "machine 2 threads thrash; 0 = leave torch's default)")
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile one cold and one warm harness run (top functions into the results)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    ap.add_argument("--write-results", nargs="?", const=str(RESULTS), default=None, metavar="PATH",
+                    help="also write the report to PATH (no PATH: bench/RESULTS.md, the tracked figures); "
+                         "default: print only")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
     ap.add_argument("--profile-to", help=argparse.SUPPRESS)
     ap.add_argument("--paths", help=argparse.SUPPRESS)
     ap.add_argument("--preimport", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--chat-from-files", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.child:
         run_child_main(args)
         return 0
@@ -533,11 +541,17 @@ def run_parent(args) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = summarize(args, rows, profile_text, load_before, loadavg(), time.time() - t_start)
-    print(report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
-    print(f"written to {args.out}")
+    emit(args, report)
     return 0
+
+
+def emit(args, report: str) -> None:
+    """Print the report; write it to ``--write-results`` only when that flag was given."""
+    print(report)
+    if args.write_results:
+        Path(args.write_results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.write_results).write_text(report)
+        print(f"written to {args.write_results}")
 
 
 def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str:

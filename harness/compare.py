@@ -281,8 +281,21 @@ def _entries(args) -> list[tuple[str, dict, str]]:
             raise ResultsError(f"{args.files[0]}: one file holds only role(s) {present}; nothing to compare. "
                                "Fix: pass two or more results files (the first is the reference).")
     else:
+        import os
         from pathlib import Path
-        models = [(Path(p).stem, d, select_role(d, "candidate", str(p))) for p, d in zip(args.files, docs)]
+        parts = [[*Path(p).parts[:-1], Path(p).stem] for p in args.files]
+        labels = []   # the shortest path suffix naming each file uniquely: a/results, b/results
+        for i, mine in enumerate(parts):
+            others = [q for j, q in enumerate(parts) if j != i and os.path.realpath(args.files[j])
+                      != os.path.realpath(args.files[i])]
+            n = next((n for n in range(1, len(mine) + 1) if all(q[-n:] != mine[-n:] for q in others)), None)
+            labels.append("/".join(mine[-n:]) if n else str(args.files[i]))
+        labels = [x if labels[:i].count(x) == 0 else f"{x}#{labels[:i].count(x) + 1}"   # a file given twice
+                  for i, x in enumerate(labels)]
+        if len(set(labels)) < len(labels):
+            raise HarnessError(f"cannot tell the results files {', '.join(map(str, args.files))} apart by name. "
+                               "Fix: pass --names with one distinct name per file, reference first.")
+        models = [(n, d, select_role(d, "candidate", str(p))) for n, p, d in zip(labels, args.files, docs)]
         problems = [f"{p}: {'; '.join(check_comparable(d, docs[0]))}"
                     for p, d in zip(args.files[1:], docs[1:]) if check_comparable(d, docs[0])]
         if problems:

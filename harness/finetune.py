@@ -282,6 +282,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
         train_time = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    _sort_module_sets(out / "adapter_config.json")
     if cfg.method == "full":
         tokenizer.save_pretrained(out)
     curve = _loss_curve(trainer.state.log_history)
@@ -308,6 +309,14 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
     if curve:
         plot_loss_curve(curve, out / PLOT_NAME, f"{cfg.method} on {Path(cfg.data).name}")
     return report
+
+
+def _sort_module_sets(path: Path) -> None:
+    """peft writes its module sets (target_modules, ...) in hash order, which varies between processes: sort."""
+    if path.is_file():
+        conf = json.loads(path.read_text(encoding="utf-8"))
+        conf.update({k: sorted(v) for k, v in conf.items() if k.endswith("_modules") and isinstance(v, list)})
+        path.write_text(json.dumps(conf, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def _fingerprint(path: str) -> str | None:

@@ -1,6 +1,7 @@
 """Build the bundled PALMS/SGEAT adapters on ``fixtures/tiny-gpt2`` and measure their toxicity.
 
     $ python -m harness.fixtures build --only adapters          # calls build_adapters()
+    $ python -m harness.fixture_adapters --no-measure           # the same build, on its own
     $ python -m harness.fixture_adapters --measure-only         # EMT of base vs the three adapters
 
 Three LoRA adapters, all through ``harness.finetune`` (Trainer + peft) and so reproducible on CPU:
@@ -32,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe, sgeat: 
     report = finetune(cfg, progress=False)
     (out / "README.md").unlink(missing_ok=True)        # peft's model-card template: boilerplate only
     curve = report["loss_curve"]
-    return {"path": str(out), "steps": report["steps"], "train_time_s": report["train_time_s"],
+    settings = {k: v for k, v in report["settings"].items() if k not in ("base", "data", "out", "overwrite")}
+    return {"path": str(out), "settings": settings, "steps": report["steps"], "train_time_s": report["train_time_s"],
             "loss_first": curve[0]["loss"] if curve else None, "loss_last": curve[-1]["loss"] if curve else None,
             "trainable_params": report["parameters"]["trainable"],
             "size_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
@@ -127,7 +129,7 @@ def build_adapters(fixtures_dir: Path, seed: int = 0, recipe: Recipe = RECIPE) -
                            "`python -m harness.fixtures build --only corpus,model`.")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)                 # same float reduction order on every machine
-    report: dict[str, Any] = {"seed": seed, "recipe": {k: v for k, v in vars(recipe).items()}}
+    report: dict[str, Any] = {"seed": seed, "recipe": asdict(recipe)}
     try:
         t0 = time.perf_counter()
         report["tiny-values"] = _train(base, _data_file(fixtures_dir, "values.jsonl"),
@@ -202,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if not args.measure_only:
-            print(json.dumps(build_adapters(args.fixtures, args.seed), indent=2))
+            from harness.fixtures import update_build_info
+            report = build_adapters(args.fixtures, args.seed)
+            print(json.dumps(report, indent=2))
+            update_build_info(args.fixtures, {"adapters": report, "timings": {"adapters": report["time_s"]}})
         if not args.no_measure:
             runs = [measure_emt(args.fixtures, seed=int(s)) for s in args.eval_seeds.split(",")]
             for name in ("base",) + ADAPTERS:

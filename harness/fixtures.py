@@ -566,13 +566,20 @@ def run(args: argparse.Namespace) -> int:
     report = build(args.out, only=only, seed=args.seed, steps=args.steps, small=args.small)
     print(json.dumps(report, indent=2, sort_keys=True))
     if args.steps is None and not args.small:  # keep the latest full-size numbers per stage
-        path = Path(args.out) / "build_info.json"
-        info = json.loads(path.read_text()) if path.exists() else {}
-        timings = {**info.get("timings", {}), **report["timings"]}
-        timings.pop("total", None)
-        info.update(report, timings={**timings, "total": sum(timings.values())})
-        path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        update_build_info(Path(args.out), report)
     return 0
+
+
+def update_build_info(out_dir: Path, report: dict) -> Path:
+    """Merge a full-size build ``report`` into ``out_dir/build_info.json``: the stages built replace
+    their old entries (settings, numbers, timings); the other stages' entries are kept."""
+    path = Path(out_dir) / "build_info.json"
+    info = json.loads(path.read_text()) if path.exists() else {}
+    timings = {**info.get("timings", {}), **report.get("timings", {})}
+    timings.pop("total", None)
+    info.update(report, timings={**timings, "total": sum(timings.values())})
+    path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from harness.errors import DataError, ResultsError, did_you_mean
-from harness.ratings_io import ModelSource, RatingKey, Sheet, export_sheet, read_key, read_sheet, write_atomic
+from harness.ratings_io import (SCALE_TEXT, ModelSource, RatingKey, Sheet, export_sheet, read_key, read_sheet,
+                                refuse_overwriting_inputs, write_user_file)
 
 if TYPE_CHECKING:
     from harness.stats import Comparison
@@ -350,11 +351,12 @@ def format_table(summary: RatingsSummary) -> str:
 def import_sheet(sheet_path, key_path, out, *, seed: int = 0, n_resamples: int = 9999,
                  confidence: float = 0.95, require_complete: bool = False) -> RatingsSummary:
     """Validate a filled sheet against its key, analyse it and write ratings.json."""
+    refuse_overwriting_inputs({"ratings --out": out}, [sheet_path, key_path])
     key = read_key(key_path)
     summary = analyse(key, read_sheet(sheet_path, key, require_complete=require_complete), seed=seed,
                       n_resamples=n_resamples, confidence=confidence)
     doc = to_document(summary, str(key_path), seed=seed, n_resamples=n_resamples, confidence=confidence)
-    write_atomic(out, json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_user_file(out, json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n", "ratings --out")
     return summary
 
 
@@ -390,7 +392,7 @@ def run(args) -> int:
                            roles=args.role, names=args.names, suites=args.suite, force=args.force)
         print(f"wrote {args.out} ({len(key.rows)} rows from {len(key.models)} models: "
               f"{', '.join(m.name for m in key.models)}; {key.raters} rater columns) and key {args.key} "
-              "(keep the key away from raters)")
+              f"(keep the key away from raters). Raters enter {SCALE_TEXT}.")
         return 0
     if args.ratings_command == "import":
         if args.n_resamples < 100 or not 0 < args.confidence < 1:

@@ -5,9 +5,12 @@ with a seed and carry an opaque id (R0001 ...). The key file maps each id back t
 file, role, suite, category, prompt and sample index, and holds a sha256 of the exported text so an
 edited or mismatched sheet is detected. Keep the key away from the raters.
 
-Formula-injection guard: any cell that begins with ``= + - @``, a tab or a carriage return is written
-with a leading single quote ``'`` so spreadsheets show it as text instead of running it. On import the
-quote is stripped again only to compare the text with the key.
+Formula-injection guard (:mod:`harness.textsafe`): any cell that begins with ``= + - @``, a tab or a
+carriage return is written with a leading single quote ``'`` so spreadsheets show it as text instead of
+running it. On import the quote is stripped again only to compare the text with the key.
+
+The rater columns are headed ``rater_1 (1-5: 5 = best)`` ...: the scale is stated in the sheet itself;
+import reads them as ``rater_1`` ... (a bare ``rater_1`` header, as older sheets have, works too).
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ import json
 import os
 import random
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.errors import DataError, ResultsError
+from harness.results import write_text_atomic
+from harness.textsafe import guard_formula as guard_cell
 
 KEY_SCHEMA = "harness-ratings-key"
 KEY_VERSION = 1
 FIXED_COLUMNS = ("row_id", "category", "desired_behavior", "prompt", "text")
-GUARD_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_RATER = re.compile(r"^rater_\d+$")
+SCALE_NOTE = "(1-5: 5 = best)"      # in each rater column's header
+SCALE_MEANING = "5 = best matches the category's desired behaviour, 1 = worst; empty = not rated"
+SCALE_TEXT = f"whole numbers 1-5 in the rater columns ({SCALE_MEANING})"
+SHOWN = 5                           # bad cells quoted per column in an error
+_RATER = re.compile(r"^(rater_\d+)(?:\s*\(.*\))?$")
 _RATING = re.compile(r"^[1-5](?:\.0*)?$")
 _SAMPLE_FIELDS = {"role": str, "suite": str, "category": str, "prompt_id": str, "prompt": str,
                   "sample_index": int, "text": str}
@@ -83,11 +90,6 @@ class Sheet:
     rows: tuple[SheetRow, ...]       # in key order
 
 
-def guard_cell(value: str) -> str:
-    """Neutralise spreadsheet formulas: prefix ``'`` to a cell starting with = + - @ tab or CR."""
-    return "'" + value if value.startswith(GUARD_PREFIXES) else value
-
-
 def text_digest(text: str) -> str:
     """sha256 of the text with line endings normalised to \\n (spreadsheets may rewrite them)."""
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -99,18 +101,28 @@ def _cell_matches(cell: str, digest: str) -> bool:
     return text_digest(cell) == digest or (cell.startswith("'") and text_digest(cell[1:]) == digest)
 
 
-def write_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
-    """Write a file through a temporary file and os.replace (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def write_user_file(path: str | os.PathLike, text: str, what: str, encoding: str = "utf-8") -> None:
+    """Write ``what`` (e.g. "rating sheet --out") atomically; a folder or an unwritable path is a DataError."""
+    _refuse_folder(path, what)
     try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_text_atomic(path, text, encoding=encoding)
+    except OSError as exc:
+        raise DataError(f"cannot write {what} {path} ({exc.strerror or exc}); pass a path in a folder "
+                        "you can write to.") from None
+
+
+def _refuse_folder(path: str | os.PathLike, what: str) -> None:
+    if Path(path).is_dir():
+        raise DataError(f"{what} {path} is a folder; pass the path of a file to write (it may be inside it).")
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike], inputs: Sequence[str | os.PathLike]) -> None:
+    """DataError when an output path (name -> path) is one of the input files (it would be destroyed)."""
+    ins = {os.path.realpath(p): p for p in inputs}
+    for what, out in outputs.items():
+        if os.path.realpath(out) in ins:
+            raise DataError(f"{what} {out} is also an input file; writing it would destroy "
+                            f"{ins[os.path.realpath(out)]}. Choose another path.")
 
 
 def read_results_samples(path: str | os.PathLike) -> tuple[dict, list[dict]]:
@@ -161,7 +173,11 @@ def export_sheet(results: Sequence[str | os.PathLike], out: str | os.PathLike, k
     """
     if raters < 1:
         raise DataError(f"--raters is {raters}; a sheet needs at least one rater column (PALMS uses 3).")
-    for target in (out, key_path):
+    refuse_overwriting_inputs({"sheet --out": out, "--key": key_path}, results)
+    if os.path.realpath(out) == os.path.realpath(key_path):
+        raise DataError(f"--out and --key are the same file {out}; the sheet and its key need two paths.")
+    for target, what in ((out, "rating sheet --out"), (key_path, "key file --key")):
+        _refuse_folder(target, what)
         if Path(target).exists() and not force:
             raise DataError(f"{target} already exists; overwriting a key loses the link between sheet "
                             "rows and models. Choose another path or pass --force.")
@@ -214,7 +230,7 @@ def export_sheet(results: Sequence[str | os.PathLike], out: str | os.PathLike, k
     order = list(range(len(entries)))
     random.Random(seed).shuffle(order)
     width = max(4, len(str(len(entries))))
-    rater_cols = [f"rater_{i}" for i in range(1, raters + 1)]
+    rater_cols = [f"rater_{i} {SCALE_NOTE}" for i in range(1, raters + 1)]
     lines: list[list[str]] = [list(FIXED_COLUMNS) + rater_cols]
     rows: list[KeyRow] = []
     for n, idx in enumerate(order, start=1):
@@ -225,15 +241,11 @@ def export_sheet(results: Sequence[str | os.PathLike], out: str | os.PathLike, k
         cells = [row_id, s["category"], desired, s["prompt"], s["text"]]
         lines.append([guard_cell(c) for c in cells] + [""] * raters)
     key = RatingKey(str(key_path), seed, raters, tuple(models), tuple(rows))
-    _write_csv(out, lines)
-    write_atomic(key_path, json.dumps(_key_doc(key, out), indent=2, ensure_ascii=False) + "\n")
-    return key
-
-
-def _write_csv(path: str | os.PathLike, lines: list[list[str]]) -> None:
     buf = io.StringIO()
     csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows(lines)
-    write_atomic(path, buf.getvalue(), encoding="utf-8-sig")
+    write_user_file(out, buf.getvalue(), "rating sheet --out", encoding="utf-8-sig")
+    write_user_file(key_path, json.dumps(_key_doc(key, out), indent=2, ensure_ascii=False) + "\n", "key file --key")
+    return key
 
 
 def _key_doc(key: RatingKey, sheet: str | os.PathLike) -> dict:
@@ -301,6 +313,9 @@ def read_sheet(path: str | os.PathLike, key: RatingKey, *, require_complete: boo
     except UnicodeDecodeError as exc:
         raise DataError(f"rating sheet {name} is not UTF-8 (byte {exc.start}); save it from the "
                         "spreadsheet as 'CSV UTF-8 (comma delimited)' and import again.") from None
+    except OSError as exc:  # a folder, no permission
+        raise DataError(f"rating sheet {name} cannot be read ({exc.strerror or exc}); pass the CSV file "
+                        "written by `harness ratings export` after the raters filled it in.") from None
     first = content.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=first.count)
     try:
@@ -310,7 +325,7 @@ def read_sheet(path: str | os.PathLike, key: RatingKey, *, require_complete: boo
                         "spreadsheet as CSV UTF-8.") from None
     if not records:
         raise DataError(f"rating sheet {name} is empty; pass the sheet written by `harness ratings export`.")
-    header = [h.strip() for h in records[0]]
+    header = [_rater_name(h.strip()) for h in records[0]]
     raters = tuple(h for h in header if _RATER.match(h))
     missing_cols = [c for c in ("row_id", "category", "text") if c not in header]
     dup_cols = sorted({h for h in header if h and header.count(h) > 1})
@@ -324,12 +339,14 @@ def read_sheet(path: str | os.PathLike, key: RatingKey, *, require_complete: boo
     col = {h: i for i, h in enumerate(header)}
     by_id = {r.row_id: r for r in key.rows}
     problems: list[str] = []
+    bad_cells: dict[str, list[str]] = {rc: [] for rc in raters}   # rater column -> "row N 'x'"
+    empty_cells: dict[str, list[str]] = {rc: [] for rc in raters}
     seen: dict[str, int] = {}
     parsed: dict[str, SheetRow] = {}
     for number, rec in enumerate(records[1:], start=2):
         if not any(c.strip() for c in rec):
             continue
-        where = f"{name} row {number}"
+        where = f"row {number}"
         if len(rec) > len(header) and any(c.strip() for c in rec[len(header):]):
             problems.append(f"{where}: {len(rec)} cells but the header has {len(header)} columns")
         cell = (lambda c: rec[col[c]] if col[c] < len(rec) else "")
@@ -357,18 +374,38 @@ def read_sheet(path: str | os.PathLike, key: RatingKey, *, require_complete: boo
             try:
                 ratings.append(parse_rating(raw))
             except ValueError:
-                problems.append(f"{where} column {rc}: {raw.strip()!r} is not an integer 1–5")
+                bad_cells[rc].append(f"row {number} {raw.strip()!r}")
                 ratings.append(None)
                 continue
-            if require_complete and ratings[-1] is None:
-                problems.append(f"{where} column {rc}: empty (--require-complete)")
+            if ratings[-1] is None:
+                empty_cells[rc].append(f"row {number}")
         parsed[row_id] = SheetRow(row_id, number, tuple(ratings))
+    grouped = [f"column {rc}: {len(cells)} cell(s) not a whole number 1-5: {_first(cells)}"
+               for rc, cells in bad_cells.items() if cells]
+    if require_complete:
+        grouped += [f"column {rc}: {len(cells)} empty cell(s) (--require-complete): {_first(cells)}"
+                    for rc, cells in empty_cells.items() if cells]
     absent = [r.row_id for r in key.rows if r.row_id not in seen]
     if absent:
-        problems.append(f"{name}: key rows {', '.join(absent)} are missing from the sheet "
-                        "(restore the deleted rows; leave rating cells empty if unrated)")
-    if problems:
-        raise DataError(f"rating sheet {name} has {len(problems)} problem(s): " + "; ".join(problems)
-                        + ". Fix these cells (ratings are whole numbers 1–5, 5 = best matches the desired "
-                        "behaviour, empty = not rated) and run `harness ratings import` again.")
+        grouped.append(f"{len(absent)} key row(s) missing from the sheet: {_first(absent)} (restore "
+                       "the deleted rows; leave rating cells empty if unrated)")
+    if grouped or problems:
+        raise DataError(f"rating sheet {name} has problems: " + "; ".join(grouped + problems[:10])
+                        + (f"; and {len(problems) - 10} more row problem(s)" if len(problems) > 10 else "")
+                        + f". Fix these cells ({SCALE_TEXT}) and run `harness ratings import` again.")
+    if not any(r is not None for row in parsed.values() for r in row.ratings):
+        raise DataError(f"no ratings in {name}: fill the rater columns 1-5 ({SCALE_MEANING}), save the sheet "
+                        "as CSV UTF-8 and run `harness ratings import` again.")
     return Sheet(name, raters, tuple(parsed[r.row_id] for r in key.rows))
+
+
+def _rater_name(header: str) -> str:
+    """``rater_2 (1-5: 5 = best)`` -> ``rater_2``; any other header unchanged."""
+    match = _RATER.match(header)
+    return match.group(1) if match else header
+
+
+def _first(items: Sequence[str], shown: int = SHOWN) -> str:
+    """The first ``shown`` items, comma-joined, and how many more there are."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -9,6 +9,7 @@ here goes through ``html.escape`` and CSV text cells are guarded against formula
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 import math
@@ -16,13 +17,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ResultsError
+from harness.textsafe import guard_formula
+
 SAMPLE_COLUMNS = ("role", "suite", "category", "prompt_id", "sample_index", "seed", "prompt", "text")
 SAMPLE_TAIL = ("empty", "n_prompt_tokens", "n_new_tokens", "truncated", "finish_reason")
 METRIC_COLUMNS = ("role", "suite", "category", "prompt_id", "metric", "value", "k", "n", "std")
 COMPARISON_KEYS = ("suite", "category", "metric")
 HEADLINE_METRICS = ("toxicity.expected_max", "toxicity.probability")
 HEADLINE_PREFIXES = ("bias.", "sentiment.", "perplexity")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 WORST_SAMPLES = 10
 STYLE = ("<style>.harness-summary table,.harness-config table,.harness-case table"
          "{border-collapse:collapse;margin:4px 0}.harness-summary td,.harness-summary th,"
@@ -31,13 +34,6 @@ STYLE = ("<style>.harness-summary table,.harness-config table,.harness-case tabl
 
 
 # ---------------------------------------------------------------- tidy frames + CSV
-
-def guard_formula(value: Any) -> Any:
-    """Prefix ``'`` to a string a spreadsheet would run as a formula (= + - @ tab CR)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
 
 def score_labels(doc: Mapping) -> list[str]:
     """Score labels: the scorer's declared labels first, then any other seen in samples."""
@@ -102,16 +98,28 @@ def guard_frame(frame):
 
 
 def write_csv(doc: Mapping, out_dir: str | Path) -> list[Path]:
-    """Write samples.csv, metrics.csv and comparisons.csv (formula-guarded); return the paths."""
+    """Write samples.csv, metrics.csv and comparisons.csv (formula-guarded, every field quoted so a
+    line break inside a cell never starts a row); return the paths. Unwritable folder: ResultsError."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"{out} is a file, not a folder: the CSV tables are written into a folder. "
+                           "Fix: pass a folder path (created if missing).")
     paths = []
-    for name, build in (("samples", samples_frame), ("metrics", metrics_frame),
-                        ("comparisons", comparisons_frame)):
-        path = out / f"{name}.csv"
-        guard_frame(build(doc)).to_csv(path, index=False, encoding="utf-8")
-        paths.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, build in (("samples", samples_frame), ("metrics", metrics_frame),
+                            ("comparisons", comparisons_frame)):
+            path = out / f"{name}.csv"
+            guard_frame(build(doc)).to_csv(path, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL)
+            paths.append(path)
+    except OSError as exc:
+        raise _unwritable(exc, out) from None
     return paths
+
+
+def _unwritable(exc: OSError, where: Path) -> ResultsError:
+    return ResultsError(f"cannot write {exc.filename or where} ({exc.strerror or exc}). Fix: pass an output "
+                        "folder you can write to.")
 
 
 # ---------------------------------------------------------------- summary rows + terminal table
@@ -373,14 +381,15 @@ def run(args) -> int:
         from harness.plots import plots
 
         images = plots(doc)
-        if args.plots:
-            for name, png in images:
-                (args.out / name).write_bytes(png)
-                paths.append(args.out / name)
+        files = list(images) if args.plots else []
         if args.html:
-            page = args.out / "summary.html"
-            page.write_text(standalone_html(doc, images=images), encoding="utf-8")
-            paths.append(page)
+            files.append(("summary.html", standalone_html(doc, images=images).encode("utf-8")))
+        for name, data in files:
+            try:
+                (args.out / name).write_bytes(data)
+            except OSError as exc:
+                raise _unwritable(exc, args.out / name) from None
+            paths.append(args.out / name)
     print(summary_table(doc))
     for path in paths:
         print(f"wrote {path}")

@@ -62,21 +62,41 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: str | Path, doc: Any) -> Path:
-    """Write JSON via a temporary file in the same directory and ``os.replace``: never a half file."""
+def _new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would give: the existing file's, else 0o666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write text via a temporary file in the same directory and ``os.replace``: never a half file.
+
+    The file gets the permissions a plain write would (umask respected, an existing file's mode
+    kept), not mkstemp's 0600. The one atomic writer of the package (results, ratings, keys).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_clean(doc), f, ensure_ascii=False, indent=1, allow_nan=False)
-            f.write("\n")
+        os.fchmod(fd, _new_file_mode(path))
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, doc: Any) -> Path:
+    """Write JSON (NaN/inf as null) atomically with :func:`write_text_atomic`."""
+    text = json.dumps(_clean(doc), ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
 
 
 def write_results(path: str | Path, doc: Mapping[str, Any]) -> Path:
@@ -94,6 +114,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"{path}: not a JSON results file ({exc}). Fix: pass a file written by "
                            "--results-json or --save-baseline.") from None
+    except OSError as exc:  # a directory, no permission
+        raise ResultsError(f"{path}: cannot read the results file ({exc.strerror or exc}). Fix: pass a "
+                           "readable file written by --results-json or --save-baseline.") from None
     if not isinstance(doc, dict):
         raise ResultsError(f"{path}: expected a JSON object at the top level. Fix: pass a harness results file.")
     found = doc.get("schema_version")

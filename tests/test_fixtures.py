@@ -157,3 +157,65 @@ def test_smoke_build(tmp_path):
     assert report["model"]["params"] > 0 and report["probe"]["n"] > 0
     assert set(report["timings"]) >= {"corpus", "model", "detoxify"}
     json.dumps(report)  # plain types only
+
+
+# ---------------------------------------------------------------- adapters: configs and build_info.json
+
+ADAPTERS = ("tiny-values", "tiny-control", "tiny-sgeat")
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_bundled_adapter_configs_list_target_modules_sorted(name):
+    path = FIX / name / "adapter_config.json"
+    if not path.is_file():
+        pytest.skip(f"{name} not built")
+    modules = json.loads(path.read_text())["target_modules"]
+    assert modules == sorted(modules), "rebuild with `python -m harness.fixture_adapters --no-measure`"
+
+
+def test_build_info_records_the_settings_the_bundled_adapters_were_trained_with():
+    from dataclasses import asdict
+
+    from harness.fixture_adapters import RECIPE
+
+    info = json.loads((FIX / "build_info.json").read_text())["adapters"]
+    assert info["recipe"] == json.loads(json.dumps(asdict(RECIPE)))
+    for name in ADAPTERS:
+        report = FIX / name / "training_report.json"
+        if not report.is_file():
+            continue
+        trained = json.loads(report.read_text())["settings"]
+        recorded = info[name]["settings"]
+        assert {k: trained[k] for k in recorded} == recorded, name
+        assert (recorded["epochs"], recorded["lr"], recorded["target_modules"]) == (
+            (RECIPE.sgeat_epochs, RECIPE.sgeat_lr) if name == "tiny-sgeat" else (RECIPE.epochs, RECIPE.lr)
+        ) + (sorted(RECIPE.target_modules),)
+
+
+def test_adapter_only_build_updates_build_info(tmp_path, monkeypatch):
+    from harness import fixture_adapters as FA
+
+    (tmp_path / "build_info.json").write_text(json.dumps({"model": {"params": 1}, "timings": {"model": 2.0}}))
+    fake = {"seed": 0, "recipe": {"epochs": 3.0}, "time_s": 5.0, "tiny-values": {"settings": {"epochs": 3.0}}}
+    monkeypatch.setattr(FA, "build_adapters", lambda fixtures_dir, seed: fake)
+    assert FA.main(["--fixtures", str(tmp_path), "--no-measure"]) == 0
+    info = json.loads((tmp_path / "build_info.json").read_text())
+    assert info["adapters"] == fake and info["model"] == {"params": 1}        # other stages kept
+    assert info["timings"] == {"model": 2.0, "adapters": 5.0, "total": 7.0}
+
+
+@needs_model
+def test_finetune_writes_target_modules_sorted_whatever_the_hash_seed(tmp_path):
+    """peft keeps target_modules as a set; with PYTHONHASHSEED=1 it iterates c_proj before c_attn."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "adapter"
+    env = {**os.environ, "PYTHONHASHSEED": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "harness", "finetune", "--base", str(GPT2), "--data",
+                           str(FIX / "data" / "values.jsonl"), "--method", "lora", "--out", str(out),
+                           "--max-steps", "1", "--target-modules", "c_proj,c_attn"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "adapter_config.json").read_text())["target_modules"] == ["c_attn", "c_proj"]

@@ -93,7 +93,8 @@ def fill(sheet: Path, key: Path, out: Path, seed: int = 3, empty_every: int = 7)
 def test_export_is_blind_shuffled_and_deterministic(exported, tmp_path):
     tmp, sheet, key = exported
     rows = read_rows(sheet)
-    assert rows[0] == ["row_id", "category", "desired_behavior", "prompt", "text", "rater_1", "rater_2", "rater_3"]
+    assert rows[0] == ["row_id", "category", "desired_behavior", "prompt", "text",
+                       *(f"rater_{i} (1-5: 5 = best)" for i in (1, 2, 3))]      # the scale, in the sheet
     assert len(rows) == 1 + 2 * 2 * 2 * 3
     assert [r[0] for r in rows[1:]] == [f"R{i:04d}" for i in range(1, 25)]
     assert all(r[5:] == ["", "", ""] for r in rows[1:])
@@ -120,7 +121,9 @@ def test_formula_injection_is_neutralised(exported):
         assert texts.count("'" + text) == 2 and text not in texts    # one per model, always guarded
     assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for r in read_rows(sheet) for c in r)
     assert guard_cell("=1+1") == "'=1+1" and guard_cell("\tx") == "'\tx" and guard_cell("a=b") == "a=b"
-    read_sheet(sheet, read_key(key))    # the guard quote does not count as a changed text
+    rows = read_rows(sheet)
+    rows[1][5] = "3"
+    read_sheet(write_rows(sheet, rows), read_key(key))    # the guard quote does not count as a changed text
 
 
 def test_golden_sheet_format(tmp_path):
@@ -246,7 +249,7 @@ def test_unrated_samples_and_undefined_alpha(exported):
     assert json.loads((tmp / "r.json").read_text())["agreement"]["krippendorff_alpha"] is None
     assert sum(a.n_unrated for a in summary.adherence if a.category is None) == 1
     assert all(a.value == a.ci_low == a.ci_high == 3.0 for a in summary.adherence)
-    with pytest.raises(DataError, match="row 2 column rater_1: empty"):
+    with pytest.raises(DataError, match=r"column rater_1: 1 empty cell\(s\) \(--require-complete\): row 2;"):
         read_sheet(tmp / "f.csv", read_key(key), require_complete=True)
 
 
@@ -263,9 +266,9 @@ def test_bad_sheet_lists_every_problem(exported):
     with pytest.raises(DataError) as err:
         ratings.import_sheet(bad, key, tmp / "r.json")
     msg = str(err.value)
-    assert "bad.csv row 5 column rater_2: '7' is not an integer 1–5" in msg
-    assert "bad.csv row 7 column rater_1: 'x' is not an integer 1–5" in msg
-    assert f"key rows {missing} are missing from the sheet" in msg
+    assert "bad.csv has problems: column rater_1: 1 cell(s) not a whole number 1-5: row 7 'x'" in msg
+    assert "column rater_2: 1 cell(s) not a whole number 1-5: row 5 '7'" in msg
+    assert f"1 key row(s) missing from the sheet: {missing}" in msg
     assert "\n" not in msg and not (tmp / "r.json").exists()
 
 
@@ -282,7 +285,8 @@ def test_unknown_duplicate_and_changed_rows_are_located(exported):
     msg = str(err.value)
     for part in ("row 3 column row_id: 'R0999' is not in key", "row 6 column row_id: 'R0004' duplicates row 5",
                  "row 9 column text: differs", "row 10 column category: 'other' was exported as",
-                 "row 11 column rater_1: '4.5'", "key rows R0002, R0005 are missing"):
+                 "column rater_1: 1 cell(s) not a whole number 1-5: row 11 '4.5'",
+                 "2 key row(s) missing from the sheet: R0002, R0005"):
         assert part in msg, part
 
 
@@ -337,5 +341,85 @@ def test_cli_export_import_show_and_exit_code_2(exported, capsys):
     write_rows(tmp / "cli-bad.csv", rows)
     assert cli.main(["ratings", "import", str(tmp / "cli-bad.csv"), "--key", str(key), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "row 5 column rater_2: '7'" in err and "row 7 column rater_1: 'x'" in err and "missing from the sheet" in err
+    assert "column rater_2: 1 cell(s) not a whole number 1-5: row 5 '7'" in err and "row 7 'x'" in err
+    assert "missing from the sheet" in err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- the 1-5 scale, blank and badly filled sheets
+
+def test_blank_sheet_is_an_error_not_an_empty_analysis(exported, capsys):
+    tmp, sheet, key = exported
+    out = tmp / "r.json"
+    assert cli.main(["ratings", "import", str(sheet), "--key", str(key), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"no ratings in {sheet}: fill the rater columns 1-5" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_many_bad_cells_are_grouped_by_column(exported):
+    tmp, sheet, key = exported
+    rows = read_rows(sheet)
+    for row in rows[1:]:
+        row[5:8] = ["0", "6", "4"]                     # 24 bad cells in rater_1, 24 in rater_2
+    with pytest.raises(DataError) as err:
+        read_sheet(write_rows(tmp / "bad.csv", rows), read_key(key))
+    msg = str(err.value)
+    shown = ", ".join(f"row {n} '0'" for n in range(2, 7))
+    assert f"column rater_1: 24 cell(s) not a whole number 1-5: {shown} and 19 more" in msg
+    assert "column rater_2: 24 cell(s) not a whole number 1-5: row 2 '6'" in msg and "rater_3" not in msg
+    assert msg.count("'0'") == msg.count("'6'") == 5 and "\n" not in msg and len(msg) < 700
+
+
+def test_scale_header_is_read_as_the_rater_column_and_old_headers_still_import(exported):
+    tmp, sheet, key = exported
+    rows = read_rows(sheet)
+    assert rows[0][5] == "rater_1 (1-5: 5 = best)"
+    for row in rows[1:]:
+        row[5:8] = ["5", "", "2"]
+    parsed = read_sheet(write_rows(tmp / "new.csv", rows), read_key(key))
+    assert parsed.rater_columns == ("rater_1", "rater_2", "rater_3")
+    assert all(r.ratings == (5, None, 2) for r in parsed.rows)
+    rows[0][5:8] = ["rater_1", "rater_2", "rater_3"]          # a sheet exported before the scale note
+    old = read_sheet(write_rows(tmp / "old.csv", rows), read_key(key))
+    assert (old.rater_columns, old.rows) == (parsed.rater_columns, parsed.rows)
+
+
+def test_cli_export_states_the_scale(exported, capsys):
+    tmp, _, _ = exported
+    assert cli.main(["ratings", "export", str(tmp / "base.json"), "--out", str(tmp / "s.csv"),
+                     "--key", str(tmp / "k.json")]) == 0
+    assert "Raters enter whole numbers 1-5 in the rater columns (5 = best matches" in capsys.readouterr().out
+
+
+def test_cli_hostile_paths_are_one_paragraph_exit_2(exported, capsys):
+    tmp, sheet, key = exported
+    fill(sheet, key, tmp / "filled.csv")
+    (tmp / "latin.csv").write_bytes("row_id,text\n\xe9".encode("latin-1"))
+    (tmp / "folder").mkdir()
+    (tmp / "a_file").write_text("x")
+    base, filled = str(tmp / "base.json"), str(tmp / "filled.csv")
+    cases = {
+        "export: missing results": ["export", str(tmp / "nope.json"), "--out", str(tmp / "s1.csv"), "--key",
+                                    str(tmp / "k1.json")],
+        "export: folder as results": ["export", str(tmp), "--out", str(tmp / "s2.csv"), "--key", str(tmp / "k2.json")],
+        "export: folder as --out": ["export", base, "--out", str(tmp / "folder"), "--key", str(tmp / "k3.json"),
+                                    "--force"],
+        "export: --out below a file": ["export", base, "--out", str(tmp / "a_file" / "s.csv"), "--key",
+                                       str(tmp / "k4.json")],
+        "export: --key is a results file": ["export", base, "--out", str(tmp / "s5.csv"), "--key", base, "--force"],
+        "import: missing sheet": ["import", str(tmp / "nope.csv"), "--key", str(key), "--out", str(tmp / "r.json")],
+        "import: folder as sheet": ["import", str(tmp / "folder"), "--key", str(key), "--out", str(tmp / "r.json")],
+        "import: not UTF-8": ["import", str(tmp / "latin.csv"), "--key", str(key), "--out", str(tmp / "r.json")],
+        "import: folder as --out": ["import", filled, "--key", str(key), "--out", str(tmp / "folder")],
+        "import: --out below a file": ["import", filled, "--key", str(key), "--out", str(tmp / "a_file" / "r.json")],
+        "import: --out is the sheet": ["import", filled, "--key", str(key), "--out", filled],
+    }
+    before = (tmp / "filled.csv").read_bytes(), (tmp / "base.json").read_bytes()
+    for what, argv in cases.items():
+        assert cli.main(["ratings", *argv, *(["--n-resamples", "200"] if argv[0] == "import" else [])]) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith("harness ratings: error: ") and err.count("\n") == 1, (what, err)
+        assert "Traceback" not in err, what
+    assert ((tmp / "filled.csv").read_bytes(), (tmp / "base.json").read_bytes()) == before   # nothing lost
+    assert (tmp / "a_file").read_text() == "x" and list((tmp / "folder").iterdir()) == []

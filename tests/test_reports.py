@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import io
 import json
 import os
@@ -66,6 +67,27 @@ def test_write_csv_round_trips_through_pandas_with_formula_guard(doc, tmp_path):
     comparisons = pd.read_csv(paths[2])
     assert len(comparisons) == 4
     assert comparisons["ci_low"].tolist()[:2] == [-0.51, -0.63]
+
+
+def test_line_breaks_in_cells_never_split_rows_or_unguard_formulas(doc, tmp_path):
+    """A bare CR (or LF, CRLF) in a prompt or text stays inside its quoted cell: one row per sample, and
+    the text after the break can never start a row of its own (where `=1+1` would run as a formula)."""
+    import pandas as pd
+
+    odd = ["a\r=1+1", "b\n@SUM(A1)", "c\r\n-2+3", "\r=cmd", "plain"]
+    for sample, text in zip(doc["samples"], odd):
+        sample["text"] = sample["prompt"] = text
+    doc["metrics"][0]["metric"] = "x\r=1+1"
+    paths = reports.write_csv(doc, tmp_path)
+    samples = pd.read_csv(paths[0], keep_default_na=False)
+    assert len(samples) == len(doc["samples"])
+    for i, text in enumerate(odd):
+        assert samples["text"][i] == samples["prompt"][i] == reports.guard_formula(text)
+    assert samples["text"][3] == "'\r=cmd"                   # a cell starting with CR is guarded
+    assert len(pd.read_csv(paths[1])) == len(doc["metrics"])
+    rows = list(csv.reader(io.StringIO(paths[0].read_text(encoding="utf-8"), newline="")))
+    assert len(rows) == 1 + len(doc["samples"])                # the csv module agrees with pandas
+    assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for c in r)
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"])
@@ -224,3 +246,23 @@ def test_export_cli_refuses_other_schema_versions(tmp_path, capsys):
     assert main(["export", str(src), "--out", str(tmp_path / "o")]) == 2
     assert "schema_version" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_export_cli_hostile_paths_are_one_paragraph_exit_2(tmp_path, capsys):
+    from harness.cli import main
+
+    src = tmp_path / "results.json"
+    src.write_text(DOC_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "latin.json").write_bytes('{"schema_version": 1, "x": "\xe9"}'.encode("latin-1"))
+    (tmp_path / "a_file").write_text("x")
+    cases = {"missing": [str(tmp_path / "nope.json"), "--out", str(tmp_path / "o1")],
+             "folder as results": [str(tmp_path), "--out", str(tmp_path / "o2")],
+             "not UTF-8": [str(tmp_path / "latin.json"), "--out", str(tmp_path / "o3")],
+             "file as --out": [str(src), "--out", str(tmp_path / "a_file")],
+             "--out below a file": [str(src), "--out", str(tmp_path / "a_file" / "sub")]}
+    for what, argv in cases.items():
+        assert main(["export", *argv]) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith("harness export: error: ") and err.count("\n") == 1, (what, err)
+        assert "Traceback" not in err and "Fix:" in err, (what, err)
+    assert (tmp_path / "a_file").read_text() == "x"          # nothing the user wrote is lost
