@@ -19,6 +19,7 @@ from harness.errors import HarnessError, did_you_mean
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("harness.compare", "compare results files with significance tests (base vs values vs control)"),
+    "power": ("harness.power", "prompts needed for a decisive regression verdict (power planning)"),
     "export": ("harness.reports", "export a results file to tidy CSV tables"),
     "finetune": ("harness.finetune", "values-targeted fine-tuning (LoRA, adapters or full)"),
     "self-generate": ("harness.selfgen", "SGEAT: generate, score and keep the least toxic samples"),
