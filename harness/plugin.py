@@ -211,8 +211,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "analysis_case" in wanted:
         from harness import kinds
 
-        analysed = [c for s in all_suites if s.kind in kinds.ANALYSED_KINDS for c in kinds.cases(s)]
-        metafunc.parametrize("analysis_case", analysed, ids=[c.case_id for c in analysed])
+        analysed = [pytest.param(c, id=c.case_id) for s in all_suites if s.kind in kinds.ANALYSED_KINDS
+                    for c in kinds.cases(s)] or [pytest.param(None, id="none", marks=pytest.mark.skip(
+                        reason="no cooccurrence, bold or perplexity suites"))]
+        metafunc.parametrize("analysis_case", analysed)
     if "prompt_case" in wanted:
         cases = [p for s in suites for p in s.prompts()]
         metafunc.parametrize("prompt_case", cases, ids=[c.case_id for c in cases])
