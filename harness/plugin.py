@@ -29,6 +29,13 @@ def _choice(name: str, choices: tuple[str, ...]):
     return parse
 
 
+def parse_scorer(value: str) -> str:
+    """A --toxicity-scorer choice, ``hf:PATH_OR_ID`` or ``perspective[:ATTR,...]``."""
+    if value.startswith("hf:") or value.split(":")[0] == "perspective":
+        return value
+    return _choice("scorer", SCORER_CHOICES)(value)
+
+
 def parse_positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -87,9 +94,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--samples", type=parse_positive_int, help="samples per prompt k (overrides every suite)")
     g.addoption("--max-new-tokens", type=parse_positive_int, help="new tokens per sample (overrides suites)")
     g.addoption("--seed", default=0, type=parse_seed, help="seed fixing every sample (default 0)")
-    g.addoption("--toxicity-scorer", default="auto", type=_choice("scorer", SCORER_CHOICES),
+    g.addoption("--toxicity-scorer", default="auto", type=parse_scorer,
                 help="auto (Detoxify if available, else offline profanity with a warning)|" +
-                "|".join(SCORER_CHOICES[1:]))
+                "|".join(SCORER_CHOICES[1:]) + "|hf:PATH_OR_ID|perspective[:ATTR,...]")
+    g.addoption("--scorer-label", help="hf: scorers: the classifier's toxic class when its labels are ambiguous")
+    g.addoption("--scorer-check", metavar="FILE", help="labelled texts ({text, label|score} JSONL): record the "
+                "scorer's agreement with them (AUROC, Spearman, accuracy) in the results' scorer section")
     g.addoption("--detoxify-checkpoint", help="Detoxify .ckpt file (loaded with weights_only=True)")
     g.addoption("--detoxify-config-dir", help="local config+tokenizer directory for the Detoxify checkpoint")
     g.addoption("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
@@ -151,12 +161,22 @@ def pytest_configure(config: pytest.Config) -> None:
     options = RunOptions(
         model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
         device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
-        seed=o.seed, toxicity_scorer=o.toxicity_scorer, detoxify_checkpoint=o.detoxify_checkpoint,
+        seed=o.seed, toxicity_scorer=o.toxicity_scorer, scorer_label=o.scorer_label,
+        detoxify_checkpoint=o.detoxify_checkpoint,
         detoxify_config_dir=o.detoxify_config_dir, trust_remote_code=o.trust_remote_code,
         chat_template=o.chat_template, cache_dir=o.cache_dir, use_cache=not o.no_cache,
         progress=config.get_verbosity() >= 0, backend=o.backend, ray_address=o.ray_address,
         ray_workers=o.ray_workers)
     run = HarnessSession(options)
+    try:  # new scorers and the labelled file fail here, before any generation
+        if o.scorer_label or o.toxicity_scorer.startswith(("hf:", "perspective")):
+            run.scorer_handle()
+        if o.scorer_check:
+            from harness.scorer_check import read_labelled
+
+            read_labelled(o.scorer_check)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if o.baseline:
         from harness.results import read_results
 
@@ -349,6 +369,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     run.final_document = doc
     o = config.option
+    if o.scorer_check:
+        from harness.scorer_check import record_agreement
+
+        record_agreement(run, doc, o.scorer_check)
     for path in (o.results_json, o.save_baseline):
         if path:
             write_results(path, doc)
