@@ -1,8 +1,9 @@
-"""The ``harness`` command: subcommands dispatch to plain modules, imported only when used.
+"""The ``harness`` command: one argparse subparser per subcommand, its module imported only when used.
 
-Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` and keeps its
-heavy imports (torch, transformers, pandas, matplotlib) inside functions, so ``harness --help``
-stays fast.
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` (a module serving
+two commands names them ``module:prefix``: ``add_<prefix>_arguments`` and ``run_<prefix>``) and keeps
+its heavy imports (torch, transformers, pandas, matplotlib) inside functions, so ``harness --help``
+stays fast: it lists the commands without importing any of their modules.
 
     $ harness compare base.json values.json control.json --format markdown
 """
@@ -12,12 +13,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from harness import __version__
 from harness.errors import HarnessError, did_you_mean
 
-# subcommand -> (module, one-line help)
+# subcommand -> (module[:prefix], one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("harness.init_cmd", "scaffold benchmarks/ and CI workflows in an existing repository"),
+    "cache-key": ("harness.init_cmd:cache_key", "print the CI cache key of a model and its suites"),
     "compare": ("harness.compare", "compare results files with significance tests (base vs values vs control)"),
     "power": ("harness.power", "prompts needed for a decisive regression verdict (power planning)"),
     "export": ("harness.reports", "export a results file to tidy CSV tables"),
@@ -25,36 +30,50 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "self-generate": ("harness.selfgen", "SGEAT: generate, score and keep the least toxic samples"),
     "ratings": ("harness.ratings", "human rating sheets: export blind sheets, import and analyse ratings"),
     "data": ("harness.datasets", "check a values-targeted Q&A dataset (lengths, categories, duplicates)"),
+    "scorer-check": ("harness.scorer_check", "agreement of a toxicity scorer with labelled texts or another scorer"),
     "fixtures": ("harness.fixtures", "build the bundled tiny models and data under fixtures/"),
 }
 
 
-def _top_parser() -> argparse.ArgumentParser:
+def _entry_points(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]:
+    module_name, _, prefix = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    if prefix:
+        return getattr(module, f"add_{prefix}_arguments"), getattr(module, f"run_{prefix}")
+    return module.add_arguments, module.run
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported to fill in its arguments."""
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Behaviour gates for language-model releases. The main job runs under pytest: "
-        "`pytest benchmarks/ --model PATH`. These subcommands cover the rest of the loop.",
-    )
+        "`pytest benchmarks/ --model PATH`. These commands cover the rest of the loop.",
+        epilog="`harness COMMAND --help` describes a command's options.")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
-    parser.add_argument("command", nargs="?", help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    for name, (_, text) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name == command:
+            add_arguments, run = _entry_points(name)
+            add_arguments(p)
+            p.set_defaults(_run=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "--version"):
-        _top_parser().parse_args(argv or ["--help"])
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"harness: unknown command '{name}'; {did_you_mean(name, COMMANDS)}", file=sys.stderr)
+    name = argv[0] if argv and not argv[0].startswith("-") else None
+    if name is not None and name not in COMMANDS:
+        print(f"harness: error: unknown command '{name}'; {did_you_mean(name, COMMANDS)}. "
+              "`harness --help` lists them.", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"harness {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
     try:
-        return int(module.run(args) or 0)
+        args = build_parser(name).parse_args(argv)
+    except SystemExit as exc:  # --help/--version exit 0, usage errors 2
+        return int(exc.code or 0)
+    try:
+        return int(args._run(args) or 0)
     except HarnessError as exc:
         print(f"harness {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -534,6 +534,8 @@ def build(out_dir: Path, only: set[str] | None = None, seed: int = 0, steps: int
             report["detoxify"] = train_detoxify(corpus, out_dir / "tiny-gpt2", out_dir / "detoxify-tiny",
                                                 seed, steps or DETOX_TRAIN["steps"], probe,
                                                 8 if small else 240)
+            from harness.fixture_classifier import build_classifier  # the hf: scorer fixture (same vocabulary)
+            report["classifier"] = build_classifier(out_dir, corpus["docs"], seed, steps)
             report["timings"]["detoxify"] = time.perf_counter() - t0
         if "adapters" in stages:
             t0 = time.perf_counter()

@@ -35,6 +35,13 @@ def _choice(name: str, choices: tuple[str, ...]):
     return parse
 
 
+def parse_scorer(value: str) -> str:
+    """A --toxicity-scorer choice, ``hf:PATH_OR_ID`` or ``perspective[:ATTR,...]``."""
+    if value.startswith("hf:") or value.split(":")[0] == "perspective":
+        return value
+    return _choice("scorer", SCORER_CHOICES)(value)
+
+
 def parse_positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -93,9 +100,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--samples", type=parse_positive_int, help="samples per prompt k (overrides every suite)")
     g.addoption("--max-new-tokens", type=parse_positive_int, help="new tokens per sample (overrides suites)")
     g.addoption("--seed", default=0, type=parse_seed, help="seed fixing every sample (default 0)")
-    g.addoption("--toxicity-scorer", type=_choice("scorer", SCORER_CHOICES),
+    g.addoption("--toxicity-scorer", type=parse_scorer,
                 help="auto (Detoxify if available, else offline profanity with a warning)|" +
-                "|".join(SCORER_CHOICES[1:]))
+                "|".join(SCORER_CHOICES[1:]) + "|hf:PATH_OR_ID|perspective[:ATTR,...]")
+    g.addoption("--scorer-label", help="hf: scorers: the classifier's toxic class when its labels are ambiguous")
+    g.addoption("--scorer-check", metavar="FILE", help="labelled texts ({text, label|score} JSONL): record the "
+                "scorer's agreement with them (AUROC, Spearman, accuracy) in the results' scorer section")
     g.addoption("--detoxify-checkpoint", help="Detoxify .ckpt file (loaded with weights_only=True)")
     g.addoption("--detoxify-config-dir", help="local config+tokenizer directory for the Detoxify checkpoint")
     g.addoption("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
@@ -222,11 +232,11 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--device cuda: no CUDA device is available to torch on this machine "
                                     f"(torch {torch.__version__}). Fix: --device auto or cpu, or install a CUDA build "
                                     "of torch on a machine with a GPU.")
+    scorer = o.toxicity_scorer or _ini(config, "harness_toxicity_scorer", parse_scorer) or "auto"
     options = RunOptions(
         model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
         device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
-        seed=o.seed, toxicity_scorer=o.toxicity_scorer or _ini(config, "harness_toxicity_scorer",
-                                                               _choice("scorer", SCORER_CHOICES)) or "auto",
+        seed=o.seed, toxicity_scorer=scorer, scorer_label=o.scorer_label,
         detoxify_checkpoint=o.detoxify_checkpoint,
         detoxify_config_dir=o.detoxify_config_dir, trust_remote_code=o.trust_remote_code,
         chat_template=o.chat_template, cache_dir=o.cache_dir or _ini(config, "harness_cache_dir"),
@@ -238,6 +248,15 @@ def pytest_configure(config: pytest.Config) -> None:
                                                   _choice("on-inconclusive", ON_INCONCLUSIVE)),
         ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset)
     run = HarnessSession(options)
+    try:  # new scorers and the labelled file fail here, before any generation
+        if o.scorer_label or scorer.startswith(("hf:", "perspective")):
+            run.scorer_handle()
+        if o.scorer_check:
+            from harness.scorer_check import read_labelled
+
+            read_labelled(o.scorer_check)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if o.baseline:
         from harness.results import read_results
 
@@ -437,6 +456,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     written, failed = [], []
     from harness.results import write_results
 
+    if o.scorer_check:
+        from harness.scorer_check import record_agreement
+
+        record_agreement(run, doc, o.scorer_check)
     for flag, path in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline)):
         if path:
             try:

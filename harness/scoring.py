@@ -207,10 +207,20 @@ def _hub_checkpoint(variant: str, allow_download: bool) -> tuple[Path | None, st
 
 
 def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir: str | None = None,
-                   device: str = "cpu", allow_download: bool = True) -> ScorerHandle:
+                   device: str = "cpu", allow_download: bool = True, label: str | None = None,
+                   cache_dir: str | None = None, use_cache: bool = True) -> ScorerHandle:
     """Decide which scorer a run uses, without loading its model. Explicit choices fail when unavailable."""
+    if label is not None and not choice.startswith("hf:"):
+        raise ScorerError(f"--scorer-label {label}: only hf:PATH scorers take a label, not '{choice}'.")
+    if choice.startswith("hf:"):  # any local sequence classifier
+        from harness.hf_scorer import resolve_hf
+        return resolve_hf(choice, label, device)
+    if choice.split(":")[0] == "perspective":  # the Perspective API
+        from harness.perspective import resolve_perspective
+        return resolve_perspective(choice, cache_dir, use_cache)
     if choice not in CHOICES:
-        raise ScorerError(f"--toxicity-scorer {choice}: unknown scorer; {did_you_mean(choice, CHOICES)}.")
+        raise ScorerError(f"--toxicity-scorer {choice}: unknown scorer; "
+                          f"{did_you_mean(choice, (*CHOICES, 'hf:PATH', 'perspective'))}.")
     if choice == "profanity":
         return ScorerHandle("profanity", profanity_fingerprint(), ProfanityScorer)
     if checkpoint:

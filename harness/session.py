@@ -42,6 +42,7 @@ class RunOptions:
     max_new_tokens: int | None = None
     seed: int = 0
     toxicity_scorer: str = "auto"
+    scorer_label: str | None = None      # hf: scorers: the toxic class when the config is ambiguous
     detoxify_checkpoint: str | None = None
     detoxify_config_dir: str | None = None
     trust_remote_code: bool = False
@@ -197,7 +198,8 @@ class HarnessSession:
             t = time.perf_counter()
             o = self.options
             self._scorer = resolve_scorer(o.toxicity_scorer, o.detoxify_checkpoint, o.detoxify_config_dir,
-                                          "cpu" if o.device == "cpu" else "auto")
+                                          "cpu" if o.device == "cpu" else "auto", label=o.scorer_label,
+                                          cache_dir=o.cache_dir, use_cache=o.use_cache)
             self.warnings.extend(self._scorer.warnings)
             self.scorer_info = {"name": self._scorer.name, "fingerprint": self._scorer.fingerprint,
                                 "fallback": self._scorer.fallback}
