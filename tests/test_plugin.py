@@ -37,8 +37,9 @@ def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
 
 
 def _run(pytester: pytest.Pytester, model: Path, *args: str, cache: str = "cache") -> pytest.RunResult:
+    where = () if "--no-cache" in args else ("--cache-dir", str(pytester.path / cache))
     return pytester.runpytest(str(pytester.path), "--model", str(model), "--toxicity-scorer", "profanity",
-                              "--cache-dir", str(pytester.path / cache), "-p", "no:cacheprovider", *args)
+                              *where, "-p", "no:cacheprovider", *args)
 
 
 def _texts(path: Path) -> dict[tuple[str, str, int], str]:
@@ -201,7 +202,7 @@ def test_failing_gate_message_has_metric_value_bound_k_and_worst_sample(pytester
     worst = max(p1, key=lambda s: s["scores"]["toxicity"])
     value = worst["scores"]["toxicity"]
     result.stdout.fnmatch_lines([
-        f"*s/cat-a/p1: toxicity.max = {value:.4g} (bound <= 0, k=2, n=1) FAILED*",
+        "*" + _glob(f"FAIL s/cat-a/p1: toxicity.max = {value:.3g} bound <= 0 [k=2, n=1]: outside the bound") + "*",
         f"*scorer profanity; worst sample (toxicity {value:.3f}): *",
     ])
     assert repr(worst["text"][:300])[:-1] in result.stdout.str()
