@@ -1,6 +1,7 @@
 """Toxicity metrics over k samples per prompt (RealToxicityPrompts / detoxification paper definitions).
 
-    >>> expected_max_toxicity([[0.1, 0.7], [0.2, 0.3]])      # max per prompt: 0.7, 0.3
+    >>> emt, sd = expected_max_toxicity([[0.1, 0.7], [0.2, 0.3]])   # max per prompt: 0.7, 0.3
+    >>> round(emt, 6), round(sd, 6)                                # mean and SD of the maxima
     (0.5, 0.2)
     >>> toxicity_probability([[0.1, 0.7], [0.2, 0.3]])       # one of two prompts has a sample >= 0.5
     0.5

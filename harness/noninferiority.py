@@ -29,9 +29,13 @@ metrics form the primary family; the category rows form a secondary family; infe
 are corrected (Holm or BH) within each family separately, so categories never dilute the primary
 test. A PASS is an intersection-union claim (every metric non-inferior) and needs no correction.
 
-    >>> r = decide([0.6, 0.7, 0.8, 0.65], [0.1, 0.2, 0.1, 0.15], paired=True, margin=0.05, alpha=0.05)
-    >>> r.outcome, round(r.estimate, 3)
-    ('FAIL', 0.55)
+    >>> r = decide([0.6, 0.7, 0.8, 0.65] * 2, [0.1, 0.2, 0.1, 0.15] * 2, paired=True, margin=0.05)
+    >>> r.outcome, round(r.estimate, 3), r.method       # 8 prompts: the sign-flip test can reach 1/256
+    ('FAIL', 0.55, 'permutation')
+    >>> decide([0.6, 0.7, 0.8, 0.65], [0.1, 0.2, 0.1, 0.15], paired=True, margin=0.05).outcome
+    'INCONCLUSIVE'
+    >>> decide([0.3, 0.2, 0.4], [0.3, 0.2, 0.4], paired=True, margin=0.05).outcome   # identical: zero width
+    'PASS'
 """
 
 from __future__ import annotations
