@@ -380,9 +380,11 @@ def _render(args, models, table, keys, cis, gates) -> str:
         import csv
         buf = io.StringIO()
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        from harness.textsafe import guard_formula
+
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
-        writer.writerows({k: ("" if x is None else x) for k, x in r.items()} for r in rows)
+        writer.writerows({k: ("" if x is None else guard_formula(x)) for k, x in r.items()} for r in rows)
         return buf.getvalue()
     header = ["suite", "category", "metric", *[h for name in names for h in
                                               ([name] if name == names[0] else [name, "p_adj"])]]
