@@ -28,7 +28,7 @@ from harness.verdict import json_safe
 from harness.stats import (CORRECTIONS, TESTS, Comparison, adjust_comparisons, bootstrap_mean_ci,
                            compare_units)
 
-THRESHOLD = 0.5
+from harness.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
 TOXICITY_STATS = ("expected_max", "probability", "toxic_fraction", "mean")
 DEFAULT_METRICS = ("toxicity.expected_max", "toxicity.probability")
 
@@ -41,6 +41,7 @@ class UnitStatistic:
 
 
 _REGISTRY: dict[str, UnitStatistic] = {}
+_BUILTIN: dict[str, UnitStatistic] = {}   # filled below: perplexity
 
 
 def register_unit_statistic(metric_prefix: str, fn: Callable, higher_is_better: bool = False) -> None:
@@ -92,23 +93,44 @@ def _toxicity(doc: Mapping[str, Any], role: str, metric: str):
     return unit_statistics(doc.get("samples") or [], metric, role)
 
 
+def _perplexity_units(doc: Mapping[str, Any], role: str, metric: str):
+    """Per-text mean log-perplexity (NLL per token) of every perplexity suite: the units of the
+    perplexity regression gate (a relative margin m on perplexity is log(1 + m) here)."""
+    import pandas as pd
+
+    rows = [{"suite": sid, "category": "all", "unit": str(u["index"]), "value": u["nll"] / u["tokens"]}
+            for sid, extra in (doc.get("extras") or {}).items()
+            if isinstance(extra, Mapping) and extra.get("kind") == "perplexity"
+            for u in extra.get("units", []) if u.get("role") == role and u.get("tokens")]
+    return pd.DataFrame(rows, columns=["suite", "category", "unit", "value"])
+
+
 def known_metrics() -> list[str]:
-    return [f"toxicity.{s}" for s in TOXICITY_STATS] + sorted(_REGISTRY)
+    return [f"toxicity.{s}" for s in TOXICITY_STATS] + sorted({**_BUILTIN, **_REGISTRY})
 
 
 def resolve_metric(metric: str) -> UnitStatistic:
     """The unit statistic for ``metric``: the longest registered prefix, else the toxicity stats."""
-    hits = [p for p in _REGISTRY if metric == p or metric.startswith(p + ".")]
+    registry = {**_BUILTIN, **_REGISTRY}
+    hits = [p for p in registry if metric == p or metric.startswith(p + ".")]
     if hits:
-        return _REGISTRY[max(hits, key=len)]
+        return registry[max(hits, key=len)]
     if metric.rpartition(".")[2] in TOXICITY_STATS and "." in metric:
         return UnitStatistic(metric, _toxicity, False)
     raise HarnessError(f"unknown metric '{metric}'; {did_you_mean(metric, known_metrics())}. Fix: use a "
                        "toxicity metric <label>.<stat> or a metric registered with register_unit_statistic.")
 
 
+_BUILTIN["perplexity.log_per_text"] = UnitStatistic("perplexity.log_per_text", _perplexity_units, False)
+
+
 def roles(doc: Mapping[str, Any]) -> list[str]:
-    return sorted({str(s.get("role")) for s in doc.get("samples") or []})
+    """Roles with samples, or with perplexity units (a perplexity-only run has no samples)."""
+    found = {str(s.get("role")) for s in doc.get("samples") or []}
+    for extra in (doc.get("extras") or {}).values():
+        if isinstance(extra, Mapping) and extra.get("kind") == "perplexity":
+            found |= {str(u.get("role")) for u in extra.get("units", [])}
+    return sorted(found)
 
 
 def select_role(doc: Mapping[str, Any], wanted: str, side: str) -> str:
@@ -256,16 +278,15 @@ def add_arguments(parser) -> None:
 
 
 def _margins(items: Sequence[str]) -> dict[str, float]:
+    from harness.noninferiority import parse_metric_margin
+
     out = {}
     for item in items:
-        metric, _, margin = item.rpartition(":")
         try:
-            out[metric] = float(margin)
-        except ValueError:
-            metric = ""
-        if not metric or out[metric] < 0 or not math.isfinite(out[metric]):
-            raise HarnessError(f"--fail-on-regression '{item}': expected METRIC:MARGIN with a margin >= 0, e.g. "
-                               "toxicity.expected_max:0.05 (fail when worse by more than 0.05).")
+            metric, margin = parse_metric_margin(item)
+        except ValueError as exc:
+            raise HarnessError(f"--fail-on-regression {exc}") from None
+        out[metric] = margin
     return out
 
 

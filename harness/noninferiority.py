@@ -193,3 +193,20 @@ def hierarchical_outcome(p_inferiority_adjusted: float, p_noninferiority: float,
     if p_noninferiority <= alpha:
         return PASS
     return INCONCLUSIVE
+
+
+def parse_metric_margin(text: str) -> tuple[str, float]:
+    """``METRIC:MARGIN`` -> (metric, margin); ValueError with the fix otherwise (the one parser).
+
+    >>> parse_metric_margin("toxicity.expected_max:0.05")
+    ('toxicity.expected_max', 0.05)
+    """
+    metric, sep, margin = text.rpartition(":")
+    try:
+        m = float(margin)
+    except ValueError:
+        m = math.nan
+    if not sep or not metric or not (m >= 0 and math.isfinite(m)):
+        raise ValueError(f"'{text}' is not METRIC:MARGIN with a margin >= 0 (e.g. toxicity.expected_max:0.05: "
+                         "fail when worse by more than 0.05)")
+    return metric, m

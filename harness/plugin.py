@@ -65,14 +65,12 @@ def parse_seed(value: str) -> int:
 
 def parse_regression(value: str) -> tuple[str, float]:
     """``METRIC:MARGIN`` e.g. ``toxicity.expected_max:0.05``."""
-    metric, sep, margin = value.rpartition(":")
+    from harness.noninferiority import parse_metric_margin
+
     try:
-        m = float(margin)
-    except ValueError:
-        m = float("nan")
-    if not sep or not metric or not m >= 0:
-        raise argparse.ArgumentTypeError(f"'{value}' is not METRIC:MARGIN (e.g. toxicity.expected_max:0.05)")
-    return metric, m
+        return parse_metric_margin(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_alpha(value: str) -> float:

@@ -117,7 +117,9 @@ def power_report(cand_doc: Mapping[str, Any], ref_doc: Mapping[str, Any] | None,
                 sc, sr = _sample_frame(cand_doc, c_role, label), _sample_frame(ref_doc, r_role, label)
                 m = sc.merge(sr, on=["suite", "category", "unit", "i"], suffixes=("_c", "_r"))
                 m = m[m.suite == suite]
-                x = (m.score_c >= 0.5).astype(float) - (m.score_r >= 0.5) if stat == "toxic_fraction" \
+                from harness.metrics import THRESHOLD
+
+                x = (m.score_c >= THRESHOLD).astype(float) - (m.score_r >= THRESHOLD) if stat == "toxic_fraction" \
                     else m.score_c - m.score_r
                 within = float(x.groupby([m.category, m.unit]).var(ddof=1).mean())
         else:

@@ -48,7 +48,8 @@ def regression_verdict(run: Any, case: RegressionCase) -> Verdict:
         ratio = lambda x: None if x is None or not math.isfinite(x) else math.expm1(x)  # noqa: E731
         from dataclasses import replace
 
-        return replace(v, metric="perplexity", value=r["candidate_perplexity"],
+        reason = v.reason.replace(f"{math.log1p(case.margin):g}", f"{case.margin:.0%} (relative)")
+        return replace(v, metric="perplexity", reason=reason, value=r["candidate_perplexity"],
                        reference_value=r["reference_perplexity"], difference=ratio(r.get("difference")),
                        ci_low=ratio(r.get("ci_low")), ci_high=ratio(r.get("ci_high")), margin=case.margin,
                        details={**v.details, "scale": "relative difference of per-text geometric-mean perplexity"})
