@@ -153,8 +153,12 @@ def decide(candidate: Sequence[float], reference: Sequence[float], *, paired: bo
             lo, hi, p_inf, p_ni = _cluster_bootstrap(sign * c, sign * r, paired, margin, alpha, n_resamples, seed)
     outcome = FAIL if p_inf <= alpha else PASS if p_ni <= alpha else INCONCLUSIVE
     need = None if outcome != INCONCLUSIVE else units_needed(sd, est, margin, alpha, family_size=family_size)
-    return Decision(outcome, reason_for(outcome, est, margin, need), est, lo, hi, p_inf, p_ni, se, sd, n, need,
-                    method)
+    reason = reason_for(outcome, est, margin, need)
+    if outcome == INCONCLUSIVE and method == "permutation" and (lo > margin or hi < margin):
+        floor = 0.5 ** n if paired else 1 / math.comb(c.size + r.size, c.size)
+        reason += (f" (the t interval shown excludes the margin, but with {n} units the exact sign-flip test "
+                   f"used below {SMALL_N} units cannot go below p = {floor:.3g})")
+    return Decision(outcome, reason, est, lo, hi, p_inf, p_ni, se, sd, n, need, method)
 
 
 def _cluster_bootstrap(c: np.ndarray, r: np.ndarray, paired: bool, margin: float, alpha: float,

@@ -416,5 +416,7 @@ def adjust_comparisons(comparisons: Sequence[Comparison], correction: str = "hol
             out[i] = replace(comp, p_adjusted=p, correction=CORRECTIONS[correction], outcome=outcome,
                              regression=outcome == "FAIL", underpowered=outcome == "INCONCLUSIVE",
                              units_needed=need if outcome == "INCONCLUSIVE" else None,
-                             reason=reason_for(outcome, worse, comp.margin, need, adjusted=len(idx) > 1))
+                             reason=reason_for(outcome, worse, comp.margin, need, adjusted=len(idx) > 1)
+                             + (comp.reason[comp.reason.index(" (the t interval"):]
+                                if outcome == "INCONCLUSIVE" and " (the t interval" in comp.reason else ""))
     return out
