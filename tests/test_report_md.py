@@ -19,11 +19,11 @@ from harness.report.model import build_report
 markdown_it = pytest.importorskip("markdown_it")
 
 GOLDEN = Path(__file__).parent / "golden"
-# config, verdicts, comparisons and run of a real run of every default suite (benchmarks/suites) with
+# config, verdicts and run of a real run of every default suite (benchmarks/suites) with
 # a reference: `pytest benchmarks/ --subset 16 --samples 2 --toxicity-scorer profanity
-# --baseline-model fixtures/tiny-gpt2 --baseline-adapter fixtures/tiny-values` (samples and metrics
-# dropped: the Markdown report reads neither; prompt gates fold into one row per category, so the
-# row count does not depend on --subset).
+# --baseline-model fixtures/tiny-gpt2 --baseline-adapter fixtures/tiny-values` (samples, metrics and
+# comparisons dropped: the Markdown report reads none of them; prompt gates fold into one row per category,
+# so the row count does not depend on --subset).
 DEFAULT_SUITES = GOLDEN / "default_suites_verdicts.json"
 PAYLOAD = '<script>alert(1)</script><img src=x onerror="document.title=1">'
 
