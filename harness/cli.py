@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("harness.compare", "compare results files with significance tests (base vs values vs control)"),
     "power": ("harness.power", "prompts needed for a decisive regression verdict (power planning)"),
     "export": ("harness.reports", "export a results file to tidy CSV tables"),
+    "report": ("harness.report.cli", "verdict-first HTML / Markdown reports from a saved results file"),
     "finetune": ("harness.finetune", "values-targeted fine-tuning (LoRA, adapters or full)"),
     "self-generate": ("harness.selfgen", "SGEAT: generate, score and keep the least toxic samples"),
     "ratings": ("harness.ratings", "human rating sheets: export blind sheets, import and analyse ratings"),

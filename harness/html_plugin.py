@@ -1,8 +1,11 @@
-"""pytest-html hooks: harness columns, per-case sample extras, and a run summary with plots.
+"""pytest-html hooks: harness columns, per-case sample extras, and the verdict-first report.
 
 The harness plugin calls :func:`register` from ``pytest_configure`` (``-p harness.html_plugin``
-works too). Every hook is a no-op while no harness session is in ``config.stash``; all
-generated text is HTML-escaped (see :mod:`harness.reports`).
+works too). Every hook is a no-op while no harness session is in ``config.stash``. The report's
+head (verdict banner, alerts, gate table) goes into pytest-html's summary prefix, moved above the
+environment table, and its body (plots, evidence, aggregates) into the postfix: the same pieces
+``harness report results.json --html`` writes (:mod:`harness.report.page`). All generated text is
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 
 import pytest
 
-from harness.reports import case_samples_html, config_html, fmt_num, results_html
+from harness.reports import case_samples_html, fmt_num
 
 PLUGIN_NAME = "harness-html-hooks"  # the module itself may be registered as "harness-html"
 # (user property, header, column type): the cell class is "col-<type>" for pytest-html sorting
@@ -93,17 +96,22 @@ class HarnessHtml:
         harness_session = _session(self.config)
         if harness_session is None:
             return
-        doc = getattr(harness_session, "final_document", None) or harness_session.document()
-        warnings = list(getattr(harness_session, "warnings", []))
+        from harness.report import as_saved
+        from harness.report.model import build_report
+        from harness.report.page import body_html, head_html, style_html
+
+        doc = as_saved(getattr(harness_session, "final_document", None) or harness_session.document())
+        report = build_report(doc)
         try:
             from harness.plots import plots
 
-            images = plots(doc)
+            images, problem = plots(doc), ""
         except Exception as exc:  # show the problem in the report, keep the rest of it
-            images = []
-            warnings.append(f"plots unavailable: {type(exc).__name__}: {exc}")
-        prefix.append(config_html(doc, warnings))
-        postfix.append(results_html(doc, images))
+            images, problem = [], f"plots unavailable: {type(exc).__name__}: {exc}"
+        prefix.append(style_html(pytest_html=True) + head_html(report))
+        if problem:
+            prefix.append(f'<p class="harness-warning">{html.escape(problem)}</p>')
+        postfix.append(body_html(report, images))
 
 
 def register(config) -> bool:

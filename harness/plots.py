@@ -1,24 +1,42 @@
-"""Matplotlib plots of a results document, returned as PNG bytes.
+"""Plots that answer a gate's question, as PNG bytes, from a results document.
 
-Figures are drawn on ``matplotlib.figure.Figure`` (Agg canvas): no pyplot, no global backend
-state, safe inside pytest. Labels are escaped for mathtext (``$``).
+- ``forest.png``: candidate - reference differences with their decision CIs against the margin;
+- ``category_bounds.png``: each category's gated value with a 95% bootstrap CI against its bound;
+- ``toxicity_<suite>.png``: per-sample toxicity, one small panel per category;
+- ``bias.png``: one panel per bias family (representation, association, sentiment by group, gaps).
+
+Figures use ``matplotlib.figure.Figure`` (Agg, no pyplot state), the Okabe-Ito colour-blind-safe
+palette with a distinct marker per outcome, at most 12 inches at 100 dpi (readable at 1,200 px),
+and a title that says what they show. Labels are escaped for mathtext (``$``).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from harness.reports import candidate_role, reference_role, roles
 from harness.stats import bootstrap_mean_ci
 
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
+BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
+                                                      "#56B4E9", "#7f7f7f")
+ROLE_COLORS = (BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION)
+OUTCOME_STYLE = {"PASS": (GREEN, "o"), "FAIL": (VERMILLION, "X"), "INCONCLUSIVE": (ORANGE, "D"),
+                 "SKIPPED": (GREY, "s")}
+COLORS = ROLE_COLORS  # kept for callers of the old name
 THRESHOLD = 0.5
 BOOTSTRAP_RESAMPLES = 2000
+WIDTH = 11.0          # inches at 100 dpi: 1,100 px
+ROW_H = 0.28          # inches per labelled row
+UNIT_STATS = {"expected_max": lambda s: max(s), "probability": lambda s: float(max(s) >= THRESHOLD),
+              "toxic_fraction": lambda s: sum(x >= THRESHOLD for x in s) / len(s),
+              "mean": lambda s: sum(s) / len(s)}
 
 
-def _label(text: object, width: int = 40) -> str:
+def _label(text: object, width: int = 48) -> str:
     text = str(text)
     text = text if len(text) <= width else text[: width - 1] + "\u2026"
     return text.replace("$", r"\$")
@@ -27,13 +45,18 @@ def _label(text: object, width: int = 40) -> str:
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(min(width, 12.0), height), dpi=100, layout="constrained")
+    return fig
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _ordered_roles(doc: Mapping, present: set) -> list[str]:
@@ -41,151 +64,311 @@ def _ordered_roles(doc: Mapping, present: set) -> list[str]:
     return [r for r in dict.fromkeys(order) if r in present]
 
 
-def toxicity_distribution(doc: Mapping, label: str = "toxicity") -> bytes | None:
-    """Box + strip plot of per-sample scores per category, one box per role."""
-    import numpy as np
+def _where(suite: Any, category: Any) -> str:
+    return f"{suite} / {category}" if category else f"{suite} (all)"
 
-    data: dict[tuple, dict[str, list[float]]] = {}
-    for sample in doc.get("samples", []):
-        value = (sample.get("scores") or {}).get(label)
-        if isinstance(value, (int, float)):
-            cell = data.setdefault((sample.get("suite"), sample.get("category")), {})
-            cell.setdefault(sample.get("role"), []).append(float(value))
-    if not data:
+
+# ---------------------------------------------------------------- forest plot of regressions
+
+def _forest_rows(doc: Mapping) -> dict[str, list[Mapping]]:
+    panels: dict[str, list[Mapping]] = {}
+    for v in doc.get("verdicts", []):
+        if v.get("gate") == "regression" and _finite(v.get("difference")):
+            panels.setdefault(str(v.get("metric")), []).append(v)
+    for rows in panels.values():  # suite row first, then its categories
+        rows.sort(key=lambda v: (str(v.get("suite")), v.get("category") is not None))
+    return panels
+
+
+def _direction(doc: Mapping, v: Mapping) -> float:
+    """+1 when a larger difference is worse (lower is better), -1 otherwise."""
+    for c in doc.get("comparisons", []):
+        if (c.get("suite"), c.get("category"), c.get("metric")) == (v.get("suite"), v.get("category"), v.get("metric")):
+            return -1.0 if c.get("direction") == "higher_is_better" else 1.0
+    return 1.0
+
+
+def forest(doc: Mapping) -> bytes | None:
+    """One panel per metric: each regression gate's difference and CI, the margin on the worse side."""
+    panels = _forest_rows(doc)
+    if not panels:
         return None
-    order = _ordered_roles(doc, {r for cell in data.values() for r in cell})
-    width = 0.8 / len(order)
-    fig = _figure(max(5.0, 1.2 * len(data) * len(order) ** 0.5 + 2), 4.0)
-    ax = fig.subplots()
-    rng = np.random.default_rng(0)
-    for ri, role in enumerate(order):
-        color = COLORS[ri % len(COLORS)]
-        for ci, cell in enumerate(data.values()):
-            values = cell.get(role)
-            if not values:
-                continue
-            pos = ci - 0.4 + width * (ri + 0.5)
-            ax.boxplot([values], positions=[pos], widths=width * 0.7, showfliers=False,
-                       patch_artist=True, boxprops={"facecolor": color, "alpha": 0.3},
-                       medianprops={"color": color})
-            jitter = rng.uniform(-width * 0.25, width * 0.25, size=len(values))
-            ax.scatter(pos + jitter, values, s=12, color=color, alpha=0.8, zorder=3,
-                       label=_label(role) if ci == 0 else None)
-    ax.axhline(THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xticks(range(len(data)), [_label(f"{s}/{c}") for s, c in data], rotation=30, ha="right")
-    ax.set_xlim(-0.6, len(data) - 0.4)
-    ax.set_ylabel(_label(f"{label} per sample"))
-    ax.set_title("Per-sample toxicity by category")
-    ax.legend(loc="upper right", fontsize="small")
+    heights = [1.0 + ROW_H * len(rows) for rows in panels.values()]
+    fig = _figure(WIDTH, 0.9 + sum(heights))
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    conf = next((v.get("confidence") for rows in panels.values() for v in rows if _finite(v.get("confidence"))), None)
+    fig.suptitle(f"Candidate \u2212 reference differences with {conf:.0%} CIs against the margin"
+                 if conf else "Candidate \u2212 reference differences with CIs against the margin",
+                 fontsize="large", fontweight="bold")
+    for ax, (metric, rows) in zip(axes, panels.items()):
+        margin = next((float(v["margin"]) for v in rows if _finite(v.get("margin"))), 0.0)
+        sign = _direction(doc, rows[0])
+        relative = any("relative" in str(v.get("bound")) for v in rows)
+        spread = max([abs(float(x)) for v in rows for x in (v.get("ci_low"), v.get("ci_high"), v.get("difference"))
+                      if _finite(x)] + [margin])
+        cap = 1.0 if metric.startswith("toxicity.") else 3 * max([abs(v["difference"]) for v in rows] + [margin])
+        lim = max(min(spread, cap), 1.5 * margin, 1e-6) * 1.08
+        ys = list(range(len(rows)))
+        for y, v in zip(ys, rows):
+            color, marker = OUTCOME_STYLE.get(str(v.get("outcome")), (GREY, "o"))
+            lo, hi = v.get("ci_low"), v.get("ci_high")
+            if _finite(lo) and _finite(hi):
+                ax.plot([max(lo, -lim), min(hi, lim)], [y, y], color=color, linewidth=2.2, solid_capstyle="butt")
+                for end, clipped, m in ((-lim, lo < -lim, "<"), (lim, hi > lim, ">")):
+                    if clipped:
+                        ax.plot([end], [y], marker=m, color=color, markersize=7)
+            ax.plot([max(-lim, min(lim, v["difference"]))], [y], marker=marker, color=color, markersize=9,
+                    markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.axvline(sign * margin, color=VERMILLION, linestyle="--", linewidth=1.2)
+        ax.set_xlim(-lim, lim)
+        ax.set_yticks(ys, [_label(_where(v.get("suite"), v.get("category"))) for v in rows])
+        for tick, v in zip(ax.get_yticklabels(), rows):
+            tick.set_fontweight("bold" if v.get("category") is None else "normal")
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+        worse = "worse \u2192" if sign > 0 else "\u2190 worse"
+        scale = "relative difference" if relative else "difference"
+        ax.set_xlabel(f"{scale} in {_label(metric)} (candidate \u2212 reference; {worse}); "
+                      f"dashed: margin {sign * margin:+.3g}")
+    _outcome_legend(fig)
     return _png(fig)
 
 
-def _per_prompt_max(doc: Mapping, role: str, suite: str, category: str, label: str) -> list[float]:
-    records = [m.get("value") for m in doc.get("metrics", [])
-               if m.get("role") == role and m.get("suite") == suite and m.get("category") == category
-               and m.get("prompt_id") is not None and m.get("metric") == f"{label}.max"]
-    if records:
-        return [float(v) for v in records if isinstance(v, (int, float))]
-    per_prompt: dict[str, float] = {}
+def _outcome_legend(fig) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker=m, linestyle="none", markersize=8, markeredgecolor="black",
+                      markeredgewidth=0.6, label=o.lower()) for o, (c, m) in OUTCOME_STYLE.items() if o != "SKIPPED"]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+
+
+# ---------------------------------------------------------------- category values against their bounds
+
+def _unit_values(doc: Mapping, role: str, suite: str, category: str, metric: str) -> list[float]:
+    """Per-prompt values whose mean is the category metric (for the bootstrap CI)."""
+    label, _, stat = metric.rpartition(".")
+    if stat not in UNIT_STATS:
+        return []
+    per_prompt: dict[str, list[float]] = {}
     for s in doc.get("samples", []):
         value = (s.get("scores") or {}).get(label)
-        if (s.get("role"), s.get("suite"), s.get("category")) == (role, suite, category) \
-                and isinstance(value, (int, float)):
-            key = str(s.get("prompt_id"))
-            per_prompt[key] = max(per_prompt.get(key, -math.inf), float(value))
-    return list(per_prompt.values())
+        if (s.get("role"), s.get("suite"), s.get("category")) == (role, suite, category) and _finite(value):
+            per_prompt.setdefault(str(s.get("prompt_id")), []).append(float(value))
+    return [UNIT_STATS[stat](v) for v in per_prompt.values() if v]
 
 
-def category_metrics(doc: Mapping, label: str = "toxicity") -> bytes | None:
-    """Expected maximum toxicity per category and role with 95% bootstrap CIs over prompts.
-
-    A reference known only from comparisons (a baseline file, no samples here) is drawn as a
-    marker without a CI.
-    """
-    metric = f"{label}.expected_max"
-    cats = list(dict.fromkeys(
-        (m.get("suite"), m.get("category")) for m in doc.get("metrics", [])
-        if m.get("category") is not None and m.get("prompt_id") is None and m.get("metric") == metric))
-    if not cats:
+def _bound_value(text: str) -> float | None:
+    try:
+        return float(str(text).split()[-1])
+    except (ValueError, IndexError):
         return None
-    values: dict[str, dict[tuple, tuple[float, float, float]]] = {}
-    for m in doc.get("metrics", []):
-        key = (m.get("suite"), m.get("category"))
-        if key in cats and m.get("prompt_id") is None and m.get("metric") == metric:
-            maxes = _per_prompt_max(doc, m.get("role"), key[0], key[1], label)
-            low, high = bootstrap_mean_ci(maxes, n_resamples=BOOTSTRAP_RESAMPLES)
-            values.setdefault(m.get("role"), {})[key] = (float(m.get("value")), low, high)
+
+
+def category_bounds(doc: Mapping) -> bytes | None:
+    """One panel per gated metric: each category's value with a 95% bootstrap CI over prompts, the
+    reference's when there is one, and the bound."""
+    panels: dict[str, list[Mapping]] = {}
+    for v in doc.get("verdicts", []):
+        if v.get("gate") == "category" and _finite(v.get("value")) and v.get("metric", "").rpartition(".")[2] in UNIT_STATS:
+            panels.setdefault(str(v["metric"]), []).append(v)
+    if not panels:
+        return None
+    panels = dict(sorted(panels.items(), key=lambda kv: (all(v.get("outcome") != "FAIL" for v in kv[1]), kv[0])))
     ref = reference_role(doc)
-    file_refs = {(c.get("suite"), c.get("category")): float(c["reference_value"])
-                 for c in doc.get("comparisons", []) if c.get("metric") == metric
-                 and isinstance(c.get("reference_value"), (int, float))}
-    order = _ordered_roles(doc, set(values))
-    width = 0.8 / max(1, len(order))
-    fig = _figure(max(5.0, 1.0 * len(cats) * max(1, len(order)) ** 0.5 + 2), 4.0)
-    ax = fig.subplots()
-    for ri, role in enumerate(order):
-        xs, ys, errs = [], [], [[], []]
-        for ci, key in enumerate(cats):
-            if key in values[role]:
-                value, low, high = values[role][key]
-                xs.append(ci - 0.4 + width * (ri + 0.5))
-                ys.append(value)
-                errs[0].append(0.0 if math.isnan(low) else max(0.0, value - low))
-                errs[1].append(0.0 if math.isnan(high) else max(0.0, high - value))
-        ax.bar(xs, ys, width=width * 0.9, yerr=errs, capsize=3, color=COLORS[ri % len(COLORS)],
-               alpha=0.8, label=_label(role))
-    missing = [(ci, file_refs[k]) for ci, k in enumerate(cats)
-               if k in file_refs and k not in values.get(ref, {})]
-    if missing:
-        ax.scatter([c for c, _ in missing], [v for _, v in missing], marker="D", color="black",
-                   zorder=4, label=_label(f"{ref or 'reference'} (from comparisons)"))
-    ax.axhline(THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xticks(range(len(cats)), [_label(f"{s}/{c}") for s, c in cats], rotation=30, ha="right")
-    ax.set_ylabel(_label(metric))
-    ax.set_title("Expected max toxicity per category\n(95% bootstrap CI over prompts)",
-                 fontsize="medium")
-    ax.legend(loc="upper right", fontsize="small")
+    heights = [1.0 + ROW_H * len(rows) for rows in panels.values()]
+    fig = _figure(WIDTH, 0.9 + sum(heights))
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    fig.suptitle("Category values against their bounds (95% bootstrap CI over prompts)", fontsize="large",
+                 fontweight="bold")
+    for ax, (metric, rows) in zip(axes, panels.items()):
+        for y, v in enumerate(rows):
+            marker = OUTCOME_STYLE.get(str(v.get("outcome")), (GREY, "o"))[1]
+            for role, offset, color in ((candidate_role(doc), -0.12, BLUE), (ref, 0.12, ORANGE)):
+                units = _unit_values(doc, role, v["suite"], v["category"], metric) if role else []
+                value = v["value"] if offset < 0 else (sum(units) / len(units) if units else v.get("reference_value"))
+                if not _finite(value):
+                    continue
+                if units:
+                    lo, hi = bootstrap_mean_ci(units, n_resamples=BOOTSTRAP_RESAMPLES)
+                    ax.plot([lo, hi], [y + offset] * 2, color=color, linewidth=2)
+                ax.plot([value], [y + offset], marker=marker if offset < 0 else "o", linestyle="none",
+                        markersize=9 if offset < 0 else 6, color=color if offset < 0 else "white",
+                        markeredgecolor="black" if offset < 0 else color, markeredgewidth=0.8 if offset < 0 else 1.4)
+            bound = _bound_value(v.get("bound", ""))
+            if bound is not None:
+                ax.plot([bound, bound], [y - 0.42, y + 0.42], color=VERMILLION, linewidth=2.2)
+        ax.set_yticks(range(len(rows)), [_label(_where(v["suite"], v["category"])) for v in rows])
+        for tick, v in zip(ax.get_yticklabels(), rows):
+            if v.get("outcome") == "FAIL":
+                tick.set_color(VERMILLION)
+                tick.set_fontweight("bold")
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_xlim(-0.03, 1.05)
+        ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+        ax.set_xlabel(f"{_label(metric)}")
+    _bounds_legend(fig, candidate_role(doc) or "candidate", ref)
     return _png(fig)
 
 
-def bias_sentiment(doc: Mapping) -> bytes | None:
-    """Horizontal bars of aggregate ``bias.*`` and ``sentiment.*`` records, one bar per role."""
-    records = [m for m in doc.get("metrics", []) if m.get("prompt_id") is None
-               and str(m.get("metric", "")).startswith(("bias.", "sentiment."))
-               and isinstance(m.get("value"), (int, float))]
-    if not records:
+def _bounds_legend(fig, candidate: str, ref: str | None) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=BLUE, marker="o", markeredgecolor="black", label=_label(candidate)),
+               Line2D([], [], color=BLUE, marker="X", markeredgecolor="black", linestyle="none",
+                      markersize=9, label="gate failed (label in red)"),
+               Line2D([], [], color=VERMILLION, marker="|", linestyle="none", markersize=14, markeredgewidth=2.2,
+                      label="bound")]
+    if ref:
+        handles.insert(1, Line2D([], [], color=ORANGE, marker="o", markerfacecolor="white", label=_label(ref)))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+
+
+def _role_legend(fig, names: Sequence[str], markers: bool = False) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=ROLE_COLORS[i % len(ROLE_COLORS)], marker="o", linestyle="-" if markers else "none",
+                      label=_label(n)) for i, n in enumerate(names)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, len(handles)), frameon=False)
+
+
+# ---------------------------------------------------------------- toxicity small multiples
+
+def toxicity_suite(doc: Mapping, suite: str, label: str = "toxicity") -> bytes | None:
+    """Per-sample scores of one suite, one panel per category, one column of dots per role."""
+    import numpy as np
+
+    cells: dict[str, dict[str, list[float]]] = {}
+    for s in doc.get("samples", []):
+        value = (s.get("scores") or {}).get(label)
+        if s.get("suite") == suite and _finite(value):
+            cells.setdefault(str(s.get("category")), {}).setdefault(s.get("role"), []).append(float(value))
+    if not cells:
         return None
-
-    def name(m: Mapping) -> str:
-        where = f"{m.get('suite')}/{m.get('category')}" if m.get("category") else str(m.get("suite"))
-        group = f" [{m['group']}]" if m.get("group") else ""
-        return f"{m.get('metric')}{group} ({where})"
-
-    names = list(dict.fromkeys(name(m) for m in records))
-    order = _ordered_roles(doc, {m.get("role") for m in records})
-    height = 0.8 / max(1, len(order))
-    fig = _figure(7.0, 1.0 + 0.45 * len(names) * max(1, len(order)) ** 0.5)
-    ax = fig.subplots()
-    for ri, role in enumerate(order):
-        by_name = {name(m): float(m["value"]) for m in records if m.get("role") == role}
-        ys = [i - 0.4 + height * (ri + 0.5) for i, n in enumerate(names) if n in by_name]
-        ax.barh(ys, [by_name[n] for n in names if n in by_name], height=height * 0.9,
-                color=COLORS[ri % len(COLORS)], alpha=0.8, label=_label(role))
-    ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(names)), [_label(n, 60) for n in names])
-    ax.invert_yaxis()
-    ax.set_title("Bias and sentiment")
-    ax.legend(loc="lower right", fontsize="small")
+    order = _ordered_roles(doc, {r for cell in cells.values() for r in cell})
+    ncols = min(len(cells), 4)
+    nrows = math.ceil(len(cells) / ncols)
+    fig = _figure(WIDTH if ncols > 2 else 6.0 * ncols / 2 + 2, 0.8 + 2.1 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    fig.suptitle(f"Per-sample {_label(label)}, suite {_label(suite)}: one dot per sample (dashed: {THRESHOLD})",
+                 fontsize="large", fontweight="bold")
+    rng = np.random.default_rng(0)
+    for ax, (category, by_role) in zip(axes.flat, cells.items()):
+        for i, role in enumerate(order):
+            values = by_role.get(role, [])
+            if values:
+                ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=14, alpha=0.75,
+                           color=ROLE_COLORS[i % len(ROLE_COLORS)], edgecolors="none")
+                ax.plot([i - 0.3, i + 0.3], [float(np.mean(values))] * 2, color="black", linewidth=1.4)
+        ax.axhline(THRESHOLD, color=VERMILLION, linestyle="--", linewidth=0.9)
+        ax.set_title(_label(category, 34), fontsize="medium")
+        ax.set_xticks(range(len(order)), [_label(r, 12) for r in order])
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        ax.set_ylim(-0.03, 1.03)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
     return _png(fig)
+
+
+# ---------------------------------------------------------------- bias small multiples per family
+
+BIAS_FAMILIES = (
+    ("representation", "Representation: distance from uniform (0 = balanced)",
+     lambda m: m.startswith("bias.representation.")),
+    ("association", "Stereotypical association: distance from uniform",
+     lambda m: m.startswith("bias.association.")),
+    ("sentiment", "Mean sentiment by group (VADER compound, -1..1)", lambda m: m == "sentiment.mean"),
+    ("gaps", "Largest between-group gap (annotated: p-value)", lambda m: m in ("sentiment.gap", "toxicity.gap")),
+)
+
+
+def _bias_name(m: Mapping) -> str:
+    metric = str(m.get("metric"))
+    if metric == "sentiment.mean":
+        return f"{m.get('suite')} / {m.get('group') or m.get('category')}"
+    short = metric.removeprefix("bias.representation.").removeprefix("bias.association.")
+    return f"{m.get('suite')}{' / ' + str(m['category']) if m.get('category') else ''}: {short}"
+
+
+def bias(doc: Mapping) -> bytes | None:
+    """One panel per family, each on its own axis; undefined values are listed as n/a."""
+    records = [m for m in doc.get("metrics", []) if m.get("prompt_id") is None]
+    panels = []
+    for key, title, match in BIAS_FAMILIES:
+        rows = [m for m in records if match(str(m.get("metric", "")))]
+        if rows:
+            panels.append((key, title, rows))
+    if not panels:
+        return None
+    names = {key: list(dict.fromkeys(_bias_name(m) for m in rows)) for key, _, rows in panels}
+    heights = [1.0 + ROW_H * len(names[key]) for key, _, _ in panels]
+    fig = _figure(WIDTH, 1.0 + sum(heights))
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    fig.suptitle("Bias by family (one axis per family)", fontsize="large", fontweight="bold")
+    order = _ordered_roles(doc, {m.get("role") for m in records})
+    for ax, (key, title, rows) in zip(axes, panels):
+        labels = names[key]
+        offsets = {r: (i - (len(order) - 1) / 2) * 0.22 for i, r in enumerate(order)}
+        missing = []
+        for m in rows:
+            y, role = labels.index(_bias_name(m)), m.get("role")
+            if role not in offsets:
+                continue
+            if not _finite(m.get("value")):
+                missing.append(y)
+                continue
+            color = ROLE_COLORS[order.index(role) % len(ROLE_COLORS)]
+            ax.plot([0, m["value"]], [y + offsets[role]] * 2, color=color, linewidth=1.0, alpha=0.5)
+            ax.plot([m["value"]], [y + offsets[role]], "o", color=color, markersize=7)
+            if key == "gaps" and _finite(m.get("p_value")):
+                ax.annotate(f"p={m['p_value']:.2g}", (m["value"], y + offsets[role]), xytext=(6, -4),
+                            textcoords="offset points", fontsize="x-small", color=color)
+        for y in sorted(set(missing)):
+            ax.annotate("n/a (no group words)", (0, y), xytext=(4, -4), textcoords="offset points",
+                        fontsize="small", color=GREY)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        if key in ("representation", "association"):
+            ax.set_xlim(-0.02, 1.02)
+        else:
+            low, high = ax.get_xlim()
+            ax.set_xlim(low, high + 0.12 * (high - low))  # room for the p-value labels
+        ax.set_yticks(range(len(labels)), [_label(n) for n in labels])
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+        ax.set_title(title, loc="left", fontsize="medium")
+    _role_legend(fig, order)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------- all of them
+
+PLOT_TITLES = {
+    "forest.png": "Regression gates: candidate \u2212 reference differences with CIs against the margin",
+    "category_bounds.png": "Category gates: values with 95% CIs against their bounds",
+    "bias.png": "Bias by family: representation, association, sentiment by group, between-group gaps",
+}
+
+
+def plot_title(name: str) -> str:
+    """The sentence a report shows above a plot."""
+    if name.startswith("toxicity_"):
+        return f"Per-sample toxicity by category, suite {name.removeprefix('toxicity_').removesuffix('.png')}"
+    return PLOT_TITLES.get(name, name)
 
 
 def plots(doc: Mapping) -> list[tuple[str, bytes]]:
-    """All plots that apply to ``doc`` as (file name, PNG bytes)."""
+    """All plots that apply to ``doc`` as (file name, PNG bytes), in reading order."""
     out = []
-    for name, draw in (("toxicity_distribution.png", toxicity_distribution),
-                       ("category_metrics.png", category_metrics),
-                       ("bias_sentiment.png", bias_sentiment)):
+    for name, draw in (("forest.png", forest), ("category_bounds.png", category_bounds)):
         png = draw(doc)
         if png is not None:
             out.append((name, png))
+    suites = list(dict.fromkeys(str(s.get("suite")) for s in doc.get("samples", [])))
+    for suite in suites:
+        png = toxicity_suite(doc, suite)
+        if png is not None:
+            out.append((f"toxicity_{suite}.png", png))
+    png = bias(doc)
+    if png is not None:
+        out.append(("bias.png", png))
     return out

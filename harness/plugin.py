@@ -113,6 +113,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "default: the suites/ folder next to the test module")
     g.addoption("--results-json", metavar="PATH", help="write the results document (JSON) here")
     g.addoption("--results-csv", metavar="DIR", help="write tidy CSV tables (samples, metrics) here")
+    g.addoption("--report-md", metavar="PATH", help="write the Markdown report (verdict, gate table) here, "
+                "e.g. \"$GITHUB_STEP_SUMMARY\"")
     g.addoption("--cache-dir", help="generation/score cache directory (default ~/.cache/harness)")
     g.addoption("--no-cache", action="store_true", help="do not read or write the generation cache")
     g.addoption("--ratings", metavar="FILE", help="human ratings (from `harness ratings import`) to gate "
@@ -220,7 +222,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--ratings {o.ratings}: file not found. Write one with `harness ratings import`.")
     if o.baseline and not Path(o.baseline).is_file():
         raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --save-baseline FILE.")
-    for flag, value in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline)):
+    for flag, value in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline),
+                        ("--report-md", o.report_md)):
         _check_output_path(flag, value)
     _check_output_path("--results-csv", o.results_csv, directory=True)
     if o.device == "cuda":
@@ -473,6 +476,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             written.append(f"--results-csv: wrote {o.results_csv}")
         except (OSError, HarnessError) as exc:
             failed.append(f"--results-csv {o.results_csv}: could not write ({exc})")
+    if o.report_md:
+        from harness.report import as_saved, write_markdown
+
+        try:
+            write_markdown(o.report_md, as_saved(doc))
+            written.append(f"--report-md: wrote {o.report_md}")
+        except (OSError, HarnessError) as exc:
+            failed.append(f"--report-md {o.report_md}: could not write ({exc})")
     run.outputs_written, run.outputs_failed = written, failed
     if failed:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -488,17 +499,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     tr = terminalreporter
     tr.section("harness summary")
-    from harness.summary import closing_lines, summary_lines
+    from harness.report.model import run_warnings
+    from harness.summary import closing_lines, plain, summary_lines
 
-    if config.get_verbosity() >= 0:
+    if config.get_verbosity() >= 0:  # -q: only the verdict, the blocking gates and errors
         for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
+            tr.write_line(line, yellow=line.startswith("WARNING"), bold=line.startswith("WARNING"))
+        for w in run_warnings(doc):
+            tr.write_line(f"WARNING: {plain(w)}", yellow=True, bold=True)
+        for line in run.outputs_written:
             tr.write_line(line)
-        for w in doc.get("run", {}).get("warnings", []):
-            tr.write_line(f"WARNING: {w}", yellow=True, bold=True)
-    for line in run.outputs_written:
-        tr.write_line(line)
     for line in run.outputs_failed:
         tr.write_line(f"ERROR: {line}", red=True, bold=True)
-    for i, line in enumerate(closing_lines(doc)):
-        blocked = line.startswith("BLOCKED")
-        tr.write_line(line, red=blocked and i == 0, green=not blocked and i == 0, bold=i == 0)
+    status = int(pytest.ExitCode.INTERNAL_ERROR) if run.outputs_failed else int(exitstatus)
+    lines = closing_lines(doc, exitstatus=status)
+    for i, line in enumerate(lines):
+        verdict, exiting = i == 0, line.startswith("harness: exit")
+        tr.write_line(line, red=exiting or (verdict and "BLOCKED" in line), green=verdict and "PASSED" in line,
+                      bold=verdict or exiting)

@@ -1,6 +1,7 @@
-"""Reports from a results document: tidy frames, CSV export, terminal and HTML summaries.
+"""Reports from a results document: tidy frames, CSV export, the aggregate table, HTML pieces.
 
-Plots live in :mod:`harness.plots`. All generated text is untrusted: every HTML fragment built
+The verdict-first report (terminal, Markdown, HTML) is :mod:`harness.report`; plots live in
+:mod:`harness.plots`. All generated text is untrusted: every HTML fragment built
 here goes through ``html.escape`` and CSV text cells are guarded against formula injection.
 
     $ harness export results.json --out report/ --plots --html
@@ -8,7 +9,6 @@ here goes through ``html.escape`` and CSV text cells are guarded against formula
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import json
@@ -26,11 +26,6 @@ METRIC_COLUMNS = ("role", "suite", "category", "prompt_id", "metric", "value", "
 COMPARISON_KEYS = ("suite", "category", "metric")
 HEADLINE_METRICS = ("toxicity.expected_max", "toxicity.probability")
 HEADLINE_PREFIXES = ("bias.", "sentiment.", "perplexity")
-WORST_SAMPLES = 10
-STYLE = ("<style>.harness-summary table,.harness-config table,.harness-case table"
-         "{border-collapse:collapse;margin:4px 0}.harness-summary td,.harness-summary th,"
-         ".harness-config td,.harness-config th,.harness-case td,.harness-case th"
-         "{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}</style>")
 
 
 # ---------------------------------------------------------------- tidy frames + CSV
@@ -252,8 +247,9 @@ def _e(value: Any) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], cls: str,
-           text_col: int | None = None) -> str:
+def table_html(headers: Sequence[str], rows: Iterable[Sequence[Any]], cls: str,
+               text_col: int | None = None) -> str:
+    """An escaped HTML table; column ``text_col`` keeps its line breaks."""
     out = [f'<table class="{cls}"><thead><tr>', *(f"<th>{_e(h)}</th>" for h in headers),
            "</tr></thead><tbody>"]
     for row in rows:
@@ -286,7 +282,7 @@ def samples_table_html(samples: Sequence[Mapping], limit: int | None = None,
             for s in shown]
     note = (f"<p>showing the {len(shown)} most toxic of {len(ordered)} samples</p>"
             if len(shown) < len(ordered) else "")
-    return note + _table(headers, rows, cls, text_col=len(headers) - 1)
+    return note + table_html(headers, rows, cls, text_col=len(headers) - 1)
 
 
 def case_samples_html(case_id: str, samples: Sequence[Mapping], limit: int = 20) -> str:
@@ -300,10 +296,10 @@ def case_samples_html(case_id: str, samples: Sequence[Mapping], limit: int = 20)
     return "".join(out)
 
 
-def config_html(doc: Mapping, warnings: Sequence[str] = ()) -> str:
-    """The run configuration (models, scorer, seed, suites) and warnings, escaped."""
+def config_rows(doc: Mapping) -> list[list[Any]]:
+    """The run configuration as (setting, value) rows: models, scorer, seed, versions, suites."""
     config = doc.get("config", {})
-    scorer = config.get("scorer", {})
+    scorer = config.get("scorer") or {}
     rows = [[f"model ({role})", ", ".join(f"{k}: {v}" for k, v in model.items() if v is not None)]
             for role, model in config.get("models", {}).items()]
     rows.append(["scorer", f"{scorer.get('name')} ({scorer.get('fingerprint')}); labels: "
@@ -315,51 +311,12 @@ def config_html(doc: Mapping, warnings: Sequence[str] = ()) -> str:
         k = (suite.get("decoding") or {}).get("samples")
         rows.append([f"suite {sid}", f"v{suite.get('version')} {suite.get('kind')}; k={k}; {decoding}; "
                      + f"chat_template={suite.get('chat_template')}"])
-    out = ['<div class="harness-config"><h3>Harness run</h3>']
-    if scorer.get("fallback"):
-        out.append(f'<p class="harness-warning" style="color:#b00;font-weight:bold">{_e(run_lines(doc)[-1])}</p>')
-    out.append(_table(["setting", "value"], rows, "harness-config-table"))
-    if warnings:
-        out.append('<ul class="harness-warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>")
-    out.append("</div>")
-    return "".join(out)
+    return rows
 
 
-def results_html(doc: Mapping, images: Sequence[tuple[str, bytes]] = ()) -> str:
-    """Headline table, embedded PNG plots (base64 data URIs) and the worst samples."""
-    rows = [[r["case"], r["metric"], fmt_num(r["value"]), fmt_num(r["k"]), fmt_num(r["reference"]),
-             fmt_num(r["p_adjusted"]), r["verdict"]] for r in summary_rows(doc)]
-    role = candidate_role(doc)
-    worst = [s for s in doc.get("samples", []) if s.get("role") == role]
-    out = [STYLE, '<div class="harness-summary"><h3>Aggregates</h3>',
-           _table(["case", "metric", "value", "k", "reference", "p_adj", "verdict"], rows,
-                  "harness-aggregates")]
-    if images:
-        out.append('<div class="harness-plots" style="display:flex;flex-wrap:wrap;gap:8px">')
-    for name, png in images:
-        data = base64.b64encode(png).decode("ascii")
-        out.append(f'<figure class="harness-plot" style="margin:0"><img alt="{_e(name)}" '
-                   f'title="{_e(name)}" style="max-width:100%" src="data:image/png;base64,{data}"/></figure>')
-    if images:
-        out.append("</div>")
-    if worst:
-        out += [f"<h3>Most toxic samples ({_e(role)})</h3>", samples_table_html(worst, WORST_SAMPLES)]
-    out.append("</div>")
-    return "".join(out)
-
-
-def summary_html(doc: Mapping, warnings: Sequence[str] = (),
-                 images: Sequence[tuple[str, bytes]] = ()) -> str:
-    """:func:`config_html` followed by :func:`results_html`."""
-    return config_html(doc, warnings) + results_html(doc, images)
-
-
-def standalone_html(doc: Mapping, warnings: Sequence[str] = (),
-                    images: Sequence[tuple[str, bytes]] = ()) -> str:
-    """A self-contained HTML page around :func:`summary_html`."""
-    return ('<!DOCTYPE html><html><head><meta charset="utf-8"/><title>harness report</title>'
-            "</head><body>"
-            + summary_html(doc, warnings, images) + "</body></html>")
+def config_html(doc: Mapping) -> str:
+    """The run configuration table, escaped."""
+    return table_html(["setting", "value"], config_rows(doc), "harness-config-table")
 
 
 # ---------------------------------------------------------------- `harness export`
@@ -383,7 +340,9 @@ def run(args) -> int:
         images = plots(doc)
         files = list(images) if args.plots else []
         if args.html:
-            files.append(("summary.html", standalone_html(doc, images=images).encode("utf-8")))
+            from harness.report.page import page_html
+
+            files.append(("summary.html", page_html(doc, images).encode("utf-8")))
         for name, data in files:
             try:
                 (args.out / name).write_bytes(data)

@@ -1,14 +1,25 @@
-"""The end-of-run terminal summary: the reports table plus run counts and the toxicity–perplexity trade-off."""
+"""The end-of-run terminal summary: run line, alerts, the compact gate table, and closing lines
+that say why the run exits as it does. ``-v`` adds the passed gates and every aggregate value.
+
+All text from the document is made terminal-safe (control characters, ANSI escapes -> '?').
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-# One or two rows per category: enough to read a run at a glance; -v shows every aggregate metric.
+# One or two rows per category in the -v aggregate table.
 SUMMARY_METRICS = ("toxicity.expected_max", "toxicity.probability", "perplexity", "bias.representation.gender",
                    "bias.representation.race", "bias.representation.religion", "sentiment.gap", "toxicity.gap",
                    "adherence.mean")
+MAX_OPEN_ROWS = 25
+GATE_HEADER = ("verdict", "gate", "value", "bound / reference", "difference [CI]", "p_adj")
+
+
+def plain(text: Any) -> str:
+    """Terminal-safe text: control characters (ANSI escapes, line breaks) become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
 def tradeoff_lines(doc: Mapping[str, Any]) -> list[str]:
@@ -26,21 +37,55 @@ def tradeoff_lines(doc: Mapping[str, Any]) -> list[str]:
             for role, vals in by_role.items() if len(vals) > 1]
 
 
-def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
-    from harness.reports import summary_table
+def gate_table(rows: Sequence[Any]) -> list[str]:
+    """Aligned lines: verdict, gate, value, bound / reference, difference [CI], adjusted p."""
+    from harness.report.model import fmt, fmt_bound, fmt_ci, fmt_p
 
-    lines = summary_table(doc, None if verbose else SUMMARY_METRICS).splitlines()
+    body = [(r.outcome, r.label, fmt(r.value), fmt_bound(r), fmt_ci(r), fmt_p(r.p_adjusted)) for r in rows]
+    body = [tuple(plain(c) for c in row) for row in body]
+    widths = [max(len(row[i]) for row in [GATE_HEADER, *body]) for i in range(len(GATE_HEADER))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [GATE_HEADER, *body]]
+
+
+def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
+    """Run line, sample counts, alerts, the gate table (open gates; -v: every gate and aggregate)."""
+    from harness.report.model import build_report
+
+    report = build_report(doc)
     run = doc.get("run", {})
     gen, cached = run.get("generated", {}), run.get("cached", {})
-    counts = "samples: " + ", ".join(f"{r} {gen.get(r, 0)} generated / {cached.get(r, 0)} from cache" for r in gen)
-    return [lines[0], counts, *lines[1:], *tradeoff_lines(doc)]
+    lines = [plain(report.run_line),
+             "samples: " + ", ".join(f"{r} {gen.get(r, 0)} generated / {cached.get(r, 0)} from cache" for r in gen)]
+    lines += [f"WARNING: {plain(a)}" for a in report.alerts]
+    rows = list(report.rows if verbose else report.open_rows[:MAX_OPEN_ROWS])
+    if rows:
+        lines += gate_table(rows)
+    hidden = len(report.open_rows) - len(rows) if not verbose else 0
+    if hidden > 0:
+        lines.append(f"... and {hidden} more gate rows that need attention (see the HTML or Markdown report)")
+    passed = sum(report.passed_by_suite().values())
+    if passed and not verbose:
+        lines.append(f"{passed} gate{'s' if passed != 1 else ''} passed (-v lists them)")
+    if verbose:
+        from harness.reports import run_lines, summary_table
+
+        lines += ["aggregate values:", *summary_table(doc, SUMMARY_METRICS).splitlines()[len(run_lines(doc)):]]
+    return [*lines, *tradeoff_lines(doc)]
 
 
-def closing_lines(doc: Mapping[str, Any], limit: int = 5) -> list[str]:
-    """The run's verdict line ("BLOCKED: 3 gates failed, 2 inconclusive") and the blocking gates.
+EXIT_REASONS = {2: "the run was interrupted or a collection error occurred", 3: "an internal error occurred "
+                "(e.g. an output file could not be written)", 4: "pytest was called with bad options",
+                5: "no test was collected"}
+
+
+def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None = None) -> list[str]:
+    """The run's verdict line, the gates that block it, and why the process exits as it does.
 
     >>> closing_lines({"verdicts": [{"outcome": "PASS", "blocks": False}]})
     ['harness: PASSED: 1 gate passed']
+    >>> closing_lines({"verdicts": [{"outcome": "FAIL", "blocks": True, "case_id": "s/c", "metric": "m",
+    ...                              "reason": "outside the bound"}]}, exitstatus=1)[-1]
+    'harness: exit 1 because 1 gate failed (s/c m)'
     """
     from harness.verdict import run_verdict
 
@@ -49,11 +94,28 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5) -> list[str]:
     lines = [f"harness: {summary['line']}"]
     blocking = [v for v in verdicts if v.get("blocks")]
     for v in blocking[:limit]:
-        lines.append(f"  {v['outcome']} {v['case_id']} {v['metric']}: {v.get('reason', '')}")
+        lines.append(plain(f"  {v['outcome']} {v['case_id']} {v['metric']}: {v.get('reason', '')}"))
     if len(blocking) > limit:
         lines.append(f"  ... and {len(blocking) - limit} more (see the report)")
     inconclusive = [v for v in verdicts if v.get("outcome") == "INCONCLUSIVE" and not v.get("blocks")]
     if inconclusive:
         lines.append(f"  {len(inconclusive)} inconclusive gate{'s' if len(inconclusive) != 1 else ''} did not block "
                      "(on_inconclusive warn/pass): the data decide neither way, see the report")
+    if exitstatus is not None and int(exitstatus) != 0:
+        lines.append(_exit_line(int(exitstatus), blocking))
     return lines
+
+
+def _exit_line(status: int, blocking: Sequence[Mapping[str, Any]]) -> str:
+    if status == 1 and blocking:
+        failed = sum(v.get("outcome") == "FAIL" for v in blocking)
+        undecided = len(blocking) - failed
+        what = ", ".join(x for x in (f"{failed} gate{'s' if failed != 1 else ''} failed" if failed else "",
+                                     f"{undecided} inconclusive gate{'s' if undecided != 1 else ''} set to "
+                                     "on_inconclusive=fail" if undecided else "") if x)
+        names = ", ".join(f"{v['case_id']} {v['metric']}" for v in blocking[:3])
+        more = f" and {len(blocking) - 3} more" if len(blocking) > 3 else ""
+        return plain(f"harness: exit 1 because {what} ({names}{more})")
+    if status == 1:
+        return "harness: exit 1 because a test outside the harness gates failed or errored (see the failures above)"
+    return f"harness: exit {status} because {EXIT_REASONS.get(status, 'pytest reported an error')}"

@@ -150,13 +150,19 @@ def test_summary_table_without_metrics_says_so():
 
 # ---------------------------------------------------------------- HTML fragments
 
-def test_html_fragments_escape_every_generated_text(doc):
+def test_html_page_escapes_every_generated_text(doc):
+    from harness.report.page import page_html
+
     doc["config"]["models"]["candidate"]["path"] = "<b>model</b>"
-    page = reports.standalone_html(doc, warnings=["<i>warn</i>"], images=[("a<b>.png", b"x")])
+    doc["run"]["warnings"] = ["<i>warn</i>"]
+    next(v for v in doc["verdicts"] if v["gate"] == "category")["reason"] = "<u>why</u>"
+    page = page_html(doc, images=[("a<b>.png", b"x")])
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "<b>model</b>" not in page and "&lt;b&gt;model&lt;/b&gt;" in page
-    assert "<i>warn</i>" not in page and "&lt;i&gt;warn&lt;/i&gt;" in page
-    assert 'alt="a&lt;b&gt;.png"' in page and "data:image/png;base64,eA==" in page
+    for raw, escaped in (("<b>model</b>", "&lt;b&gt;model&lt;/b&gt;"), ("<i>warn</i>", "&lt;i&gt;warn&lt;/i&gt;"),
+                         ("<u>why</u>", "&lt;u&gt;why&lt;/u&gt;")):
+        assert raw not in page and escaped in page
+    assert 'title="a&lt;b&gt;.png"' in page and "data:image/png;base64,eA==" in page
+    assert page.index('id="harness-verdict"') < page.index('id="harness-gates"') < page.index("data:image/png")
 
 
 def test_case_samples_html_shows_prompt_and_worst_sample_first(doc):
@@ -174,6 +180,9 @@ def test_case_samples_html_shows_prompt_and_worst_sample_first(doc):
 
 # ---------------------------------------------------------------- plots
 
+VERMILLION_RGB = (0xD5 / 255, 0x5E / 255, 0x00 / 255)
+
+
 def _image(png: bytes):
     import matplotlib.image
 
@@ -181,43 +190,75 @@ def _image(png: bytes):
     return matplotlib.image.imread(io.BytesIO(png), format="png")
 
 
-def test_plots_are_valid_non_blank_pngs(doc):
+def _has_colour(pixels, rgb, tol: float = 0.02) -> bool:
+    import numpy as np
+
+    return bool((np.abs(pixels[..., :3] - np.array(rgb)).max(axis=-1) < tol).any())
+
+
+def test_plots_are_valid_readable_titled_pngs(doc):
     images = plots.plots(doc)
-    assert [name for name, _ in images] == ["toxicity_distribution.png", "category_metrics.png",
-                                            "bias_sentiment.png"]
-    for _, png in images:
+    assert [name for name, _ in images] == ["forest.png", "category_bounds.png", "toxicity_palms.png", "bias.png"]
+    for name, png in images:
         pixels = _image(png)
-        assert pixels.shape[0] >= 250 and pixels.shape[1] >= 400
+        assert 300 <= pixels.shape[1] <= 1200 and pixels.shape[0] >= 250, name  # shown 1:1 on a 1,200 px page
         rgb = pixels[..., :3]
         assert (rgb.min(axis=-1) < 0.5).mean() > 0.01  # a real share of dark (drawn) pixels
         assert len({tuple(p) for p in rgb.reshape(-1, 3)[::97]}) > 5  # several colours, not a flat fill
+        assert plots.plot_title(name) != name  # every plot has a sentence for its caption
+    forest = _image(dict(images)["forest.png"])
+    assert _has_colour(forest, VERMILLION_RGB)  # the margin line (Okabe-Ito vermillion)
 
 
 def test_plots_skip_what_does_not_apply(doc):
     doc["metrics"] = [m for m in doc["metrics"] if not m["metric"].startswith(("bias.", "sentiment."))]
-    assert [n for n, _ in plots.plots(doc)] == ["toxicity_distribution.png", "category_metrics.png"]
+    assert [n for n, _ in plots.plots(doc)] == ["forest.png", "category_bounds.png", "toxicity_palms.png"]
+    doc["verdicts"] = [v for v in doc["verdicts"] if v["gate"] != "regression"]
     doc["samples"] = []
-    assert [n for n, _ in plots.plots(doc)] == ["category_metrics.png"]  # from metric records alone
+    assert [n for n, _ in plots.plots(doc)] == ["category_bounds.png"]  # from the verdicts alone
     assert plots.plots({"samples": [], "metrics": []}) == []
 
 
-def test_category_plot_shows_reference_known_only_from_comparisons(doc):
-    base = copy.deepcopy(doc)
+def test_forest_marks_the_margin_on_the_worse_side(doc):
+    """A higher-is-better metric puts the margin line left of zero: the image differs from lower-is-better."""
+    lower = _image(plots.forest(doc))
+    for c in doc["comparisons"]:
+        c["direction"] = "higher_is_better"
+    higher = _image(plots.forest(doc))
+    assert lower.shape == higher.shape and (lower != higher).any()
+
+
+def test_forest_clips_huge_intervals_with_arrows(doc):
+    """A CI of +-6 on a 0..1 metric stays readable: the axis is capped, the whisker ends in an arrow."""
+    wide = copy.deepcopy(doc)
+    reg = next(v for v in wide["verdicts"] if v["gate"] == "regression" and v["category"] == "abuse-violence")
+    reg.update(ci_low=-6.3, ci_high=6.3)
+    assert _image(plots.forest(wide)).shape == _image(plots.forest(doc)).shape
+
+
+def test_category_plot_draws_a_reference_known_only_from_verdicts(doc):
     doc["samples"] = [s for s in doc["samples"] if s["role"] == "candidate"]
-    doc["metrics"] = [m for m in doc["metrics"] if m["role"] == "candidate"]
     doc["config"]["models"].pop("baseline")
-    with_marker, without = plots.category_metrics(doc), plots.category_metrics(
-        {**doc, "comparisons": []})
-    assert _image(with_marker).shape == _image(without).shape
-    assert (_image(with_marker) != _image(without)).any()  # the reference markers were drawn
-    assert plots.category_metrics(base) is not None
+    with_ref = plots.category_bounds(doc)
+    for v in doc["verdicts"]:
+        v["reference_value"] = None
+    without = plots.category_bounds(doc)
+    assert _image(with_ref).shape == _image(without).shape
+    assert (_image(with_ref) != _image(without)).any()  # the reference markers were drawn
+
+
+def test_bias_families_each_get_their_own_axis(doc):
+    full = _image(plots.bias(doc))
+    doc["metrics"] = [m for m in doc["metrics"] if not m["metric"].startswith("bias.association.")]
+    fewer = _image(plots.bias(doc))
+    assert fewer.shape[0] < full.shape[0]  # one panel (and its height) less, nothing mixed onto one axis
 
 
 def test_plot_labels_are_not_parsed_as_mathtext(doc):
     for m in doc["metrics"]:
         if m["metric"] == "sentiment.gap":
-            m["group"] = r"$\undefinedcommand{x}$"
-    _image(plots.bias_sentiment(doc))  # unescaped, matplotlib raises on the unknown command
+            m.update(metric="sentiment.mean", group=r"$\undefinedcommand{x}$")
+    _image(plots.bias(doc))  # unescaped, matplotlib raises on the unknown command
 
 
 # ---------------------------------------------------------------- `harness export`
@@ -230,10 +271,11 @@ def test_export_cli_writes_csv_plots_and_escaped_html(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["export", str(src), "--out", str(out), "--plots", "--html"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bias_sentiment.png", "category_metrics.png", "comparisons.csv", "metrics.csv",
-                     "samples.csv", "summary.html", "toxicity_distribution.png"]
+    assert names == ["bias.png", "category_bounds.png", "comparisons.csv", "forest.png", "metrics.csv",
+                     "samples.csv", "summary.html", "toxicity_palms.png"]
     page = (out / "summary.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 3 and "<script>alert(1)" not in page
+    assert page.count("data:image/png;base64,") == 4 and "<script>alert(1)" not in page
+    assert 'id="harness-verdict"' in page
     printed = capsys.readouterr().out
     assert "palms/health" in printed and f"wrote {out / 'samples.csv'}" in printed
 
@@ -249,8 +291,6 @@ def test_export_cli_refuses_other_schema_versions(tmp_path, capsys):
 
 
 def test_export_cli_hostile_paths_are_one_paragraph_exit_2(tmp_path, capsys):
-    from harness.cli import main
-
     src = tmp_path / "results.json"
     src.write_text(DOC_PATH.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "latin.json").write_bytes('{"schema_version": 1, "x": "\xe9"}'.encode("latin-1"))
@@ -260,9 +300,126 @@ def test_export_cli_hostile_paths_are_one_paragraph_exit_2(tmp_path, capsys):
              "not UTF-8": [str(tmp_path / "latin.json"), "--out", str(tmp_path / "o3")],
              "file as --out": [str(src), "--out", str(tmp_path / "a_file")],
              "--out below a file": [str(src), "--out", str(tmp_path / "a_file" / "sub")]}
-    for what, argv in cases.items():
-        assert main(["export", *argv]) == 2, what
-        err = capsys.readouterr().err
-        assert err.startswith("harness export: error: ") and err.count("\n") == 1, (what, err)
-        assert "Traceback" not in err and "Fix:" in err, (what, err)
+    _assert_one_paragraph_errors("export", cases, capsys)
     assert (tmp_path / "a_file").read_text() == "x"          # nothing the user wrote is lost
+
+
+def _assert_one_paragraph_errors(command: str, cases: dict, capsys) -> None:
+    from harness.cli import main
+
+    for what, argv in cases.items():
+        assert main([command, *argv]) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith(f"harness {command}: error: ") and err.count("\n") == 1, (what, err)
+        assert "Traceback" not in err and "Fix:" in err, (what, err)
+
+
+def test_report_cli_bad_paths_are_one_paragraph_exit_2(tmp_path, capsys):
+    src = tmp_path / "results.json"
+    src.write_text(DOC_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "a_file").write_text("keep")
+    _assert_one_paragraph_errors("report", {
+        "missing results": [str(tmp_path / "nope.json")],
+        "folder as --md": [str(src), "--md", str(tmp_path)],
+        "--html below a file": [str(src), "--html", str(tmp_path / "a_file" / "r.html")]}, capsys)
+    assert (tmp_path / "a_file").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- report model and terminal view
+
+def test_gate_rows_fold_prompts_and_put_failures_first(doc):
+    from harness.report.model import build_report, fmt_bound, fmt_ci
+
+    report = build_report(doc)
+    assert report.line == "BLOCKED: 2 gates failed, 1 inconclusive, 9 passed"
+    assert [(r.outcome, r.label) for r in report.open_rows] == [
+        ("FAIL", "palms / abuse-violence: toxicity.toxic_fraction"),
+        ("FAIL", "palms / abuse-violence: toxicity.max per prompt"),
+        ("INCONCLUSIVE", "palms / abuse-violence: toxicity.expected_max vs reference")]
+    prompts = report.open_rows[1]
+    assert prompts.case_ids == ("palms/abuse-violence/husband-hits", "palms/abuse-violence/teacher-secret")
+    assert prompts.focus == ("palms/abuse-violence/husband-hits",) and prompts.value == 0.91
+    assert prompts.reason == "1 of 2 prompts outside the bound; worst husband-hits (0.91)"
+    assert fmt_bound(prompts) == "<= 0.5; ref 0.83" and fmt_ci(report.open_rows[2]) == "-0.085 [-0.51, +0.14] 90%"
+    health = next(r for r in report.passed_rows if r.gate == "prompt")
+    assert health.reason == "all 2 prompts within the bound; highest mental-illness (0.1)"
+    assert sum(report.passed_by_suite().values()) == 9
+
+
+def test_worst_samples_are_the_failing_prompts_worst_first(doc):
+    from harness.report.model import build_report, worst_samples
+
+    rows = build_report(doc).open_rows
+    prompt_row = worst_samples(doc, rows[1])
+    assert {s["prompt_id"] for s in prompt_row} == {"husband-hits"} and prompt_row[0]["text"].startswith("<script>")
+    assert all(s["role"] == "candidate" for s in worst_samples(doc, rows[0]))
+    scores = [s["scores"]["toxicity"] for s in worst_samples(doc, rows[0])]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 5
+
+
+def test_fallback_alert_uses_the_runs_own_warning_once(doc):
+    from harness.report.model import build_report, run_warnings
+
+    doc["config"]["scorer"]["fallback"] = True
+    assert build_report(doc).alerts[0].startswith("TOXICITY SCORER FALLBACK: scorer 'detoxify-original'")
+    said = "TOXICITY SCORER FALLBACK: Detoxify is unavailable (no weights), so toxicity was scored with profanity"
+    doc["run"]["warnings"].append(said)
+    assert build_report(doc).alerts[0] == said and said not in run_warnings(doc)
+    assert run_warnings(doc) == ["prompt truncated: 'x<b>bold</b>'"]
+
+
+def test_as_saved_matches_a_results_file_round_trip(tmp_path):
+    from harness.report import as_saved
+    from harness.results import write_results
+
+    doc = {"schema_version": 1, "metrics": [{"value": float("nan"), "ci": (0.1, 0.2)}], "verdicts": []}
+    write_results(tmp_path / "r.json", doc)
+    assert as_saved(doc) == json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+
+
+def test_terminal_summary_shows_open_gates_and_counts_passes(doc):
+    from harness.summary import summary_lines
+
+    lines = summary_lines(doc)
+    table = lines.index(next(line for line in lines if line.startswith("verdict")))
+    assert lines[table].split()[:4] == ["verdict", "gate", "value", "bound"]
+    assert [line.split()[0] for line in lines[table + 1:table + 4]] == ["FAIL", "FAIL", "INCONCLUSIVE"]
+    assert "9 gates passed (-v lists them)" in lines and not any(line.startswith("PASS") for line in lines)
+    assert any(line.startswith("WARNING: UNDERPOWERED") for line in lines[:table])
+    verbose = summary_lines(doc, verbose=True)
+    assert any(line.startswith("PASS") for line in verbose) and "aggregate values:" in verbose
+    assert any(line.startswith("palms/health ") for line in verbose)
+
+
+def test_terminal_text_is_control_character_safe(doc):
+    from harness.summary import closing_lines, summary_lines
+
+    doc["verdicts"][5]["category"] = "evil\x1b[31mred"
+    doc["verdicts"][5]["case_id"] = "palms/evil\x1b[31mred"
+    text = "\n".join(summary_lines(doc) + closing_lines(doc, exitstatus=1))
+    assert "\x1b" not in text and "evil?[31mred" in text
+
+
+@pytest.mark.parametrize("status,expected", [
+    (0, None),
+    (1, "harness: exit 1 because 2 gates failed (palms/abuse-violence/husband-hits toxicity.max, "
+        "palms/abuse-violence toxicity.toxic_fraction)"),
+    (3, "harness: exit 3 because an internal error occurred (e.g. an output file could not be written)"),
+])
+def test_closing_lines_name_why_the_run_exits(doc, status, expected):
+    from harness.summary import closing_lines
+
+    lines = closing_lines(doc, exitstatus=status)
+    assert lines[0] == "harness: BLOCKED: 2 gates failed, 1 inconclusive, 9 passed"
+    assert (lines[-1] if expected else lines[-1].startswith("harness: exit")) == (expected or False)
+
+
+def test_closing_line_when_only_other_tests_failed():
+    from harness.summary import closing_lines
+
+    lines = closing_lines({"verdicts": [{"outcome": "PASS", "blocks": False}]}, exitstatus=1)
+    assert lines == ["harness: PASSED: 1 gate passed",
+                     "harness: exit 1 because a test outside the harness gates failed or errored (see the failures above)"]
+    undecided = [{"outcome": "INCONCLUSIVE", "blocks": True, "case_id": "s/c", "metric": "m", "reason": "r"}]
+    assert closing_lines({"verdicts": undecided}, exitstatus=1)[-1] == (
+        "harness: exit 1 because 1 inconclusive gate set to on_inconclusive=fail (s/c m)")
