@@ -381,6 +381,16 @@ def compare_units(candidate: Sequence[float], reference: Sequence[float], *, sui
                       alternative="two-sided", confidence=0.95, method=res.test)
 
 
+def _diluted(comp: Comparison, outcome: str, p_adjusted: float, family_size: int) -> str:
+    """Why an interval above the margin is still INCONCLUSIVE: the family's correction."""
+    low = -comp.ci_high if comp.direction == HIGHER else comp.ci_low
+    if outcome != "INCONCLUSIVE" or family_size < 2 or not low > comp.margin or comp.p_value > comp.alpha:
+        return ""
+    return (f" (the interval lies above the margin, but p = {comp.p_value:.3g} is not significant after "
+            f"{CORRECTIONS[comp.correction]} over the {family_size} rows of its {comp.family} family: "
+            f"p_adj = {p_adjusted:.3g})")
+
+
 def adjust_comparisons(comparisons: Sequence[Comparison], correction: str = "holm") -> list[Comparison]:
     """Adjust p-values within each family and settle the outcome of gated rows. Order is preserved.
 
@@ -418,5 +428,6 @@ def adjust_comparisons(comparisons: Sequence[Comparison], correction: str = "hol
                              units_needed=need if outcome == "INCONCLUSIVE" else None,
                              reason=reason_for(outcome, worse, comp.margin, need, adjusted=len(idx) > 1)
                              + (comp.reason[comp.reason.index(" (the t interval"):]
-                                if outcome == "INCONCLUSIVE" and " (the t interval" in comp.reason else ""))
+                                if outcome == "INCONCLUSIVE" and " (the t interval" in comp.reason else "")
+                             + _diluted(comp, outcome, p, len(idx)))
     return out
