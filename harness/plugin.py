@@ -360,11 +360,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = _session(session.config)
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "prompt_case" in params:
-            case = params["prompt_case"]
+        case, cat = params.get("prompt_case"), params.get("category_case")   # None: a skipped placeholder
+        if case is not None:
             run.plan(run.suites[case.suite], [case])
-        if "category_case" in params:
-            cat = params["category_case"]
+        if cat is not None:
             run.plan(run.suites[cat.suite], cat.prompts)
         for name in ("regression_case", "analysis_case"):
             if params.get(name) is not None:
