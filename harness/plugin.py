@@ -450,6 +450,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         run.close()
         return
+    if run.reference_doc is not None:   # the saved baseline's own values, for the reports' reference column
+        from harness.regression import saved_reference
+
+        doc["reference"] = saved_reference(run.reference_doc, config.option.baseline)
     run.final_document = doc
     _junit_run_properties(config, doc)
     o = config.option

@@ -167,8 +167,10 @@ def summary_rows(doc: Mapping, metrics: Sequence[str] | None = None,
     """
     role, ref_role = candidate_role(doc), reference_role(doc)
     comps = {tuple(c.get(k) for k in COMPARISON_KEYS): c for c in doc.get("comparisons", [])}
+    own = [m for m in doc.get("metrics", []) if m.get("role") == ref_role and ref_role != role]
+    saved = (doc.get("reference") or {}).get("metrics", [])   # --baseline FILE: the file's own values
     refs = {(m.get("suite"), m.get("category"), m.get("metric"), m.get("group")): m.get("value")
-            for m in doc.get("metrics", []) if m.get("role") == ref_role and m.get("prompt_id") is None}
+            for m in [*own, *saved] if m.get("prompt_id") is None}
     rows = []
     for m in doc.get("metrics", []):
         key = (m.get("suite"), m.get("category"), m.get("metric"))
