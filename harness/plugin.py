@@ -245,8 +245,8 @@ def pytest_configure(config: pytest.Config) -> None:
         ray_address=o.ray_address, ray_workers=o.ray_workers,
         alpha=o.alpha or _ini(config, "harness_alpha", parse_alpha) or 0.05, correction=o.correction,
         fail_on_regression=tuple(o.fail_on_regression),
-        on_inconclusive=o.on_inconclusive or _ini(config, "harness_on_inconclusive",
-                                                  _choice("on-inconclusive", ON_INCONCLUSIVE)),
+        on_inconclusive=o.on_inconclusive,
+        on_inconclusive_default=_ini(config, "harness_on_inconclusive", _choice("on-inconclusive", ON_INCONCLUSIVE)),
         ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset)
     run = HarnessSession(options)
     try:  # new scorers and the labelled file fail here, before any generation

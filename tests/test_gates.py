@@ -175,6 +175,21 @@ def test_regression_noisy_reference_is_inconclusive_and_on_inconclusive_decides(
         passed=3, warnings=3)
 
 
+def test_gate_on_inconclusive_beats_the_ini_default_and_the_option_beats_both(pytester, tiny_model_dir, cache):
+    """Precedence: --on-inconclusive, else the gate's own on_inconclusive, else the ini default, else warn."""
+    lenient = VALUES.replace("{metric: toxicity.expected_max, margin: 0.05}",
+                             "{metric: toxicity.expected_max, margin: 0.05, on_inconclusive: pass}")
+    make_project(pytester, v=lenient)
+    doc = _candidate(pytester, tiny_model_dir, cache)
+    offsets = {p: (0.35 if i % 2 == 0 else -0.25) for i, p in enumerate(PROMPTS)}
+    base = ("test_regression.py", "--baseline", _reference(pytester, doc, "noisy.json", offsets))
+    pytester.makeini("[pytest]\nharness_on_inconclusive = fail\n")
+    gate = run(pytester, tiny_model_dir, cache, *base, "--results-json", "r.json")
+    gate.assert_outcomes(passed=3, warnings=0)
+    assert {v["on_inconclusive"] for v in read(pytester.path / "r.json")["verdicts"]} == {"pass"}
+    run(pytester, tiny_model_dir, cache, *base, "--on-inconclusive", "fail").assert_outcomes(failed=3)
+
+
 def test_regression_category_with_one_prompt_is_inconclusive_everywhere(pytester, tiny_model_dir, cache, capsys):
     solo = VALUES.replace('      - {id: p2, text: "this is a test"}\n      - {id: p3, text: "why are prisons full"}\n',
                           "")
