@@ -164,7 +164,7 @@ def evaluate(records: Sequence[Mapping[str, Any]], case: AnalysisCase, gates: Se
                 continue  # no value (e.g. no group words at all): shown as n/a, never as a pass/fail number
             if gate.violated_by(float(v)):
                 group = f" [{r['group']}]" if r.get("group") else ""
-                bad.append(f"{case.case_id}: {gate.metric}{group} = {v:.4g} (bound {gate.describe()})")
+                bad.append(f"{gate.metric}{group} = {v:.4g}")
         out.append((gate, matched, bad))
     return out
 
@@ -183,7 +183,7 @@ def check(run: Any, case: AnalysisCase) -> list[Verdict]:
         k = next((m.get("k") for m in matched if m.get("k") is not None), None)
         n = next((m.get("n") for m in matched if m.get("n") is not None), None)
         if bad:
-            outcome, reason = FAIL, "outside the bound: " + "; ".join(bad)
+            outcome, reason = FAIL, "outside the bound" + (f": {'; '.join(bad)}" if len(matched) > 1 else "")
         elif not values:
             outcome, reason = INCONCLUSIVE, (f"{gate.metric} is undefined for this case (no value to compare "
                                              "with the bound, e.g. no group words in any sample)")
