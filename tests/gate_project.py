@@ -62,11 +62,11 @@ HELD_OUT = "the cat sat on the mat and looked at the world\nhello world this is 
 
 
 def make_project(pytester: pytest.Pytester, **suites: str) -> Path:
-    """The benchmark test files and conftest (which activates the plugin) with ``suites/<name>.yaml``
-    and ``suites/held.txt``; an empty tox.ini makes the project folder the rootdir."""
+    """The benchmark test files (as test_bench_*.py) and conftest (which activates the plugin) with
+    ``suites/<name>.yaml`` and ``suites/held.txt``; an empty tox.ini makes the project folder the rootdir."""
     pytester.makeini("[pytest]\n")
-    for name in BENCH_FILES:
-        shutil.copy(ROOT / "benchmarks" / name, pytester.path / name)
+    for name in BENCH_FILES:   # test_x.py -> test_bench_x.py: the outer tests/ has modules named test_x
+        shutil.copy(ROOT / "benchmarks" / name, pytester.path / name.replace("test_", "test_bench_", 1))
     folder = pytester.mkdir("suites")
     (folder / "held.txt").write_text(HELD_OUT, encoding="utf-8")
     for name, text in suites.items():

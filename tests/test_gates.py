@@ -59,7 +59,7 @@ def cache(tmp_path_factory) -> Path:
 
 def _candidate(pytester: pytest.Pytester, model: Path, cache: Path) -> dict:
     """The candidate's own results document (the values suite's category cases)."""
-    result = run(pytester, model, cache, "test_values.py::test_category_toxicity", "--results-json", "cand.json")
+    result = run(pytester, model, cache, "test_bench_values.py::test_category_toxicity", "--results-json", "cand.json")
     result.assert_outcomes(passed=2)
     return read(pytester.path / "cand.json")
 
@@ -81,7 +81,7 @@ def _with_reference(pytester: pytest.Pytester, model: Path, cache: Path, name: s
     against a reference derived from it with ``offsets`` (see :func:`_reference`)."""
     make_project(pytester, v=VALUES)
     doc = _candidate(pytester, model, cache)
-    return doc, ("test_regression.py", "--baseline", _reference(pytester, doc, name, offsets))
+    return doc, ("test_bench_regression.py", "--baseline", _reference(pytester, doc, name, offsets))
 
 
 def _suite_value(doc: dict, category: str | None) -> float:
@@ -182,7 +182,7 @@ def test_gate_on_inconclusive_beats_the_ini_default_and_the_option_beats_both(py
     make_project(pytester, v=lenient)
     doc = _candidate(pytester, tiny_model_dir, cache)
     offsets = {p: (0.35 if i % 2 == 0 else -0.25) for i, p in enumerate(PROMPTS)}
-    base = ("test_regression.py", "--baseline", _reference(pytester, doc, "noisy.json", offsets))
+    base = ("test_bench_regression.py", "--baseline", _reference(pytester, doc, "noisy.json", offsets))
     pytester.makeini("[pytest]\nharness_on_inconclusive = fail\n")
     gate = run(pytester, tiny_model_dir, cache, *base, "--results-json", "r.json")
     gate.assert_outcomes(passed=3, warnings=0)
@@ -196,7 +196,8 @@ def test_regression_category_with_one_prompt_is_inconclusive_everywhere(pytester
     make_project(pytester, v=solo)
     doc = _candidate(pytester, tiny_model_dir, cache)
     ref = _reference(pytester, doc, "ref.json", {p: 0.0 for p in PROMPTS[:4]})
-    result = run(pytester, tiny_model_dir, cache, "test_regression.py", "--baseline", ref, "--results-json", "r.json")
+    result = run(pytester, tiny_model_dir, cache, "test_bench_regression.py", "--baseline", ref,
+                 "--results-json", "r.json")
     result.assert_outcomes(passed=3, warnings=1)
     result.stdout.fnmatch_lines(["*HarnessPowerWarning: INCONCLUSIVE v/cat-b/toxicity.expected_max: *only 1 unit on a "
                                  "side: a verdict needs at least 2*"])
@@ -222,15 +223,15 @@ def test_regression_category_with_one_prompt_is_inconclusive_everywhere(pytester
 def test_analysis_gates_pass_fail_and_undefined_is_inconclusive(pytester, tiny_model_dir, cache):
     make_project(pytester, **{"ppl-ok": PERPLEXITY.format(id="ppl-ok", max=10**9),
                           "ppl-bad": PERPLEXITY.format(id="ppl-bad", max=1), "co": COOCCURRENCE})
-    result = run(pytester, tiny_model_dir, cache, "test_bias.py", "--results-json", "r.json",
+    result = run(pytester, tiny_model_dir, cache, "test_bench_bias.py", "--results-json", "r.json",
                   "--junitxml", "j.xml")
     result.assert_outcomes(passed=2, failed=1, warnings=1)
     assert result.ret == 1
     doc = read(pytester.path / "r.json")
     ppl = next(m["value"] for m in doc["metrics"] if m["suite"] == "ppl-bad" and m["metric"] == "perplexity")
     assert ppl > 1
-    result.stdout.fnmatch_lines([literal(f"FAIL ppl-bad/all: perplexity = {ppl:.3g} bound <= 1 [n=3]: outside the bound: "
-                                       f"ppl-bad/all: perplexity = {ppl:.4g} (bound <= 1)")])
+    result.stdout.fnmatch_lines([literal(f"FAIL ppl-bad/all: perplexity = {ppl:.3g} bound <= 1 [n=3]: "
+                                         "outside the bound")])
     # the premise of the INCONCLUSIVE case: no religion word in any completion, so the metric is undefined
     rep = next(m for m in doc["metrics"] if m["metric"] == "bias.representation.religion")
     assert rep["value"] is None and not any(rep["counts"].values())
@@ -245,7 +246,8 @@ def test_analysis_gates_pass_fail_and_undefined_is_inconclusive(pytester, tiny_m
     props_of = junit(pytester.path / "j.xml")
     assert [props_of[f"test_analysis[{c}]"]["outcome"] for c in ("ppl-ok/all", "ppl-bad/all", "co/all")] == \
         ["PASS", "FAIL", "INCONCLUSIVE"]
-    strict = run(pytester, tiny_model_dir, cache, "test_bias.py::test_analysis[co/all]", "--on-inconclusive", "fail")
+    strict = run(pytester, tiny_model_dir, cache, "test_bench_bias.py::test_analysis[co/all]",
+                 "--on-inconclusive", "fail")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(["INCONCLUSIVE co/all: bias.representation.religion *undefined*",
                                  "harness: BLOCKED: 1 inconclusive"])
@@ -254,7 +256,7 @@ def test_analysis_gates_pass_fail_and_undefined_is_inconclusive(pytester, tiny_m
 
 def test_perplexity_reference_model_regression_passes(pytester, tiny_model_dir, cache):
     make_project(pytester, ppl=PERPLEXITY.format(id="ppl", max=10**9))
-    result = run(pytester, tiny_model_dir, cache, "test_regression.py", "--baseline-model", str(tiny_model_dir),
+    result = run(pytester, tiny_model_dir, cache, "test_bench_regression.py", "--baseline-model", str(tiny_model_dir),
                   "--results-json", "r.json")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_regression[[]ppl/all/perplexity[]]*"])
@@ -288,7 +290,7 @@ def test_ratings_gates_pass_fail_and_single_rater_is_inconclusive(pytester, tiny
     high = _ratings_file(pytester.path, results, "high", raters=2, low=4)
     low = _ratings_file(pytester.path, results, "low", raters=2, low=1)
     single = _ratings_file(pytester.path, results, "single", raters=1, low=4)
-    base = ("test_adherence.py", "--ratings-model", "tiny")
+    base = ("test_bench_adherence.py", "--ratings-model", "tiny")
 
     ok = run(pytester, tiny_model_dir, cache, *base, "--ratings", str(high), "--results-json", "high.json")
     ok.assert_outcomes(passed=2)

@@ -43,10 +43,10 @@ def test_item1_one_values_suite_skips_the_other_kinds_with_a_reason(pytester, ti
     result.assert_outcomes(passed=2, skipped=4)
     assert result.ret == 0
     result.stdout.fnmatch_lines_random([
-        "SKIPPED [[]1[]] test_bias.py: no co-occurrence, BOLD or perplexity suite selected",
-        "SKIPPED [[]1[]] test_values.py: no values suite with gates.prompt selected",
-        "SKIPPED [[]1[]] test_regression.py: no reference model: pass --baseline-model PATH or --baseline FILE*",
-        "SKIPPED [[]1[]] test_adherence.py: no human ratings: pass --ratings FILE*"])
+        "SKIPPED [[]1[]] test_bench_bias.py: no co-occurrence, BOLD or perplexity suite selected",
+        "SKIPPED [[]1[]] test_bench_values.py: no values suite with gates.prompt selected",
+        "SKIPPED [[]1[]] test_bench_regression.py: no reference model: pass --baseline-model PATH or --baseline FILE*",
+        "SKIPPED [[]1[]] test_bench_adherence.py: no human ratings: pass --ratings FILE*"])
     no_traceback(result)
 
 
@@ -88,7 +88,7 @@ def test_item19_closing_line_names_the_failed_gates_and_other_failures(pytester,
     make_project(pytester, v=VALUES.replace("{metric: toxicity.expected_max, max: 1.0}",
                                             "{metric: toxicity.expected_max, max: 0.0}"))
     (pytester.path / "test_custom.py").write_text("def test_custom():\n    assert False, 'a custom check'\n")
-    gates = run(pytester, tiny_model_dir, cache, "test_values.py", "--color=yes")
+    gates = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--color=yes")
     gates.assert_outcomes(failed=2, skipped=1)
     assert gates.ret == 1
     # red when blocked (the line starts "harness: ", which the colour test once missed)
@@ -138,7 +138,7 @@ def test_item22_save_baseline_prints_the_path_and_respects_the_umask(pytester, t
     make_project(pytester, v=VALUES)
     old = os.umask(umask)
     try:
-        result = run(pytester, tiny_model_dir, cache, "test_values.py", "--save-baseline", "base.json")
+        result = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--save-baseline", "base.json")
     finally:
         os.umask(old)
     result.assert_outcomes(passed=2, skipped=1)
@@ -150,9 +150,9 @@ def test_item22_save_baseline_prints_the_path_and_respects_the_umask(pytester, t
 # ---- 26: an identical reference passes every regression gate without any warning ------------------------
 def test_item26_identical_reference_gives_pass_and_no_warning(pytester, tiny_model_dir, cache):
     make_project(pytester, v=VALUES)
-    first = run(pytester, tiny_model_dir, cache, "test_values.py", "--save-baseline", "base.json")
+    first = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--save-baseline", "base.json")
     first.assert_outcomes(passed=2, skipped=1)
-    result = run(pytester, tiny_model_dir, cache, "test_regression.py", "--baseline", "base.json",
+    result = run(pytester, tiny_model_dir, cache, "test_bench_regression.py", "--baseline", "base.json",
                  "--results-json", "r.json")
     result.assert_outcomes(passed=3, warnings=0)
     out = output(result)
