@@ -182,9 +182,9 @@ class HarnessSession:
         """The model loaded in this process (also under --backend ray, e.g. for perplexity)."""
         r = self.roles[role]
         if r.loaded is None:
-            if r.generator is None:
+            if r.generator is None and self.options.backend != "ray":
                 self.generator(role)
-            else:   # the generator is remote (Ray actors): load a local copy
+            else:   # the generator is (or will be) remote, Ray actors: load a local copy, never the generator
                 from harness.models import load_model
 
                 r.loaded = load_model(r.path, r.adapter, self.options.device, self.options.dtype,

@@ -212,3 +212,19 @@ def test_item3_ray_backend_with_a_perplexity_suite(tmp_path, tiny_model_dir):
     doc = json.loads((project / "r.json").read_text(encoding="utf-8"))
     assert doc["run"]["generated"]["candidate"] == 12
     assert any(m["metric"] == "perplexity" for m in doc["metrics"])
+
+
+def test_item3_perplexity_first_does_not_turn_ray_generation_local(monkeypatch, tiny_model_dir):
+    """A perplexity suite analysed before any generation must not install the in-process generator:
+    --backend ray would then silently generate locally."""
+    from harness import ray_backend
+    from harness.session import HarnessSession, RunOptions
+
+    class FakeRay:   # stands in for the actors: records that the Ray backend was built
+        def __init__(self, options, path, adapter, fingerprint):
+            self.path = path
+
+    monkeypatch.setattr(ray_backend, "RayGenerator", FakeRay)
+    run = HarnessSession(RunOptions(model=str(tiny_model_dir), backend="ray", use_cache=False))
+    assert run.loaded_model("candidate") is not None           # perplexity needs the model in this process
+    assert isinstance(run.backend("candidate"), FakeRay)        # generation still goes to Ray
