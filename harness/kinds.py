@@ -164,33 +164,55 @@ def evaluate(records: Sequence[Mapping[str, Any]], case: AnalysisCase, gates: Se
                 continue  # no value (e.g. no group words at all): shown as n/a, never as a pass/fail number
             if gate.violated_by(float(v)):
                 group = f" [{r['group']}]" if r.get("group") else ""
-                bad.append(f"{case.case_id}: {gate.metric}{group} = {v:.4g} (bound {gate.describe()})")
+                bad.append(f"{gate.metric}{group} = {v:.4g}")
         out.append((gate, matched, bad))
     return out
 
 
+def _worst(gate: Gate, matched: Sequence[Mapping[str, Any]]) -> float | None:
+    """The value a bound sees: the largest (max bound) or smallest (min bound) defined value."""
+    values = [float(m["value"]) for m in matched if isinstance(m.get("value"), (int, float))
+              and math.isfinite(m["value"])]
+    return (max(values) if gate.max is not None else min(values)) if values else None
+
+
+def _reference_records(run: Any, records: Sequence[Mapping[str, Any]]) -> tuple[Sequence[Mapping[str, Any]], str]:
+    """The reference's analysis records and role: the in-run baseline, else the saved --baseline file's."""
+    if "baseline" in run.roles:
+        return records, "baseline"
+    if run.reference_doc is not None:
+        from harness.regression import saved_reference
+
+        saved = saved_reference(run.reference_doc, "")
+        return saved["metrics"], saved["role"]
+    return (), ""
+
+
 def check(run: Any, case: AnalysisCase) -> list[Verdict]:
     """One Verdict per gate of the case's level: FAIL when any matched value breaks the bound,
-    INCONCLUSIVE when no matched value is defined (e.g. no group words at all), else PASS."""
+    INCONCLUSIVE when no matched value is defined (e.g. no group words at all), else PASS. With a
+    reference, each verdict carries the reference's value of the same gate (shown, never gated)."""
     suite = run.suites[case.suite]
     records = analyse(run, suite)
     level = "category" if case.category else "suite"
+    ref_records, ref_role = _reference_records(run, records)
     verdicts = []
     for gate, matched, bad in evaluate(records, case, suite.gates_for(level)):
-        values = [float(m["value"]) for m in matched if isinstance(m.get("value"), (int, float))
-                  and math.isfinite(m["value"])]
-        worst = (max(values) if gate.max is not None else min(values)) if values else None
+        worst = _worst(gate, matched)
+        reference = _worst(gate, [r for r in ref_records if r.get("role") == ref_role and r.get("suite") == case.suite
+                                  and r.get("category") == case.category and r.get("metric") == gate.metric
+                                  and r.get("prompt_id") is None])
         k = next((m.get("k") for m in matched if m.get("k") is not None), None)
         n = next((m.get("n") for m in matched if m.get("n") is not None), None)
         if bad:
-            outcome, reason = FAIL, "outside the bound: " + "; ".join(bad)
-        elif not values:
+            outcome, reason = FAIL, "outside the bound" + (f": {'; '.join(bad)}" if len(matched) > 1 else "")
+        elif worst is None:
             outcome, reason = INCONCLUSIVE, (f"{gate.metric} is undefined for this case (no value to compare "
                                              "with the bound, e.g. no group words in any sample)")
         else:
             outcome, reason = PASS, "within the bound"
         verdicts.append(Verdict(case.case_id, level, case.suite, case.category, gate.metric, outcome, reason,
-                                value=worst, bound=gate.describe(), k=k, n=n,
+                                value=worst, bound=gate.describe(), reference_value=reference, k=k, n=n,
                                 on_inconclusive=run.on_inconclusive(gate)))
     return verdicts
 

@@ -245,8 +245,8 @@ def pytest_configure(config: pytest.Config) -> None:
         ray_address=o.ray_address, ray_workers=o.ray_workers,
         alpha=o.alpha or _ini(config, "harness_alpha", parse_alpha) or 0.05, correction=o.correction,
         fail_on_regression=tuple(o.fail_on_regression),
-        on_inconclusive=o.on_inconclusive or _ini(config, "harness_on_inconclusive",
-                                                  _choice("on-inconclusive", ON_INCONCLUSIVE)),
+        on_inconclusive=o.on_inconclusive,
+        on_inconclusive_default=_ini(config, "harness_on_inconclusive", _choice("on-inconclusive", ON_INCONCLUSIVE)),
         ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset)
     run = HarnessSession(options)
     try:  # new scorers and the labelled file fail here, before any generation
@@ -360,11 +360,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = _session(session.config)
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "prompt_case" in params:
-            case = params["prompt_case"]
+        case, cat = params.get("prompt_case"), params.get("category_case")   # None: a skipped placeholder
+        if case is not None:
             run.plan(run.suites[case.suite], [case])
-        if "category_case" in params:
-            cat = params["category_case"]
+        if cat is not None:
             run.plan(run.suites[cat.suite], cat.prompts)
         for name in ("regression_case", "analysis_case"):
             if params.get(name) is not None:
@@ -451,6 +450,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         run.close()
         return
+    if run.reference_doc is not None:   # the saved baseline's own values, for the reports' reference column
+        from harness.regression import saved_reference
+
+        doc["reference"] = saved_reference(run.reference_doc, config.option.baseline)
     run.final_document = doc
     _junit_run_properties(config, doc)
     o = config.option

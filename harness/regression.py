@@ -68,6 +68,16 @@ def regression_verdicts(run: Any, suite: Suite) -> list[Verdict]:
     return [regression_verdict(run, c) for c in suite.regression_cases(overrides)]
 
 
+def saved_reference(doc: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """What a results document records of its saved baseline (--baseline FILE): the file, the role used
+    as the reference and that role's category- and suite-level metric records (bias, BOLD, perplexity
+    and toxicity aggregates), so reports show the baseline's values next to the candidate's."""
+    present = {s.get("role") for s in doc.get("samples", [])} | {m.get("role") for m in doc.get("metrics", [])}
+    role = "baseline" if "baseline" in present and "candidate" not in present else "candidate"
+    return {"path": str(path), "role": role, "model": (doc.get("config") or {}).get("models", {}).get(role),
+            "metrics": [m for m in doc.get("metrics", []) if m.get("role") == role and m.get("prompt_id") is None]}
+
+
 def reference_values(run: Any, gates: Sequence[Gate], prompts: Sequence[PromptCase],
                      prompt_id: str | None) -> dict[str, float]:
     """{metric: the reference's value} of the first gate, from the in-run reference or a saved file."""

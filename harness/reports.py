@@ -32,7 +32,7 @@ HEADLINE_PREFIXES = ("bias.", "sentiment.", "perplexity")
 
 def score_labels(doc: Mapping) -> list[str]:
     """Score labels: the scorer's declared labels first, then any other seen in samples."""
-    labels = list(doc.get("config", {}).get("scorer", {}).get("labels") or [])
+    labels = list((doc.get("config", {}).get("scorer") or {}).get("labels") or [])
     for sample in doc.get("samples", []):
         labels += [k for k in sample.get("scores", {}) if k not in labels]
     return labels
@@ -167,8 +167,10 @@ def summary_rows(doc: Mapping, metrics: Sequence[str] | None = None,
     """
     role, ref_role = candidate_role(doc), reference_role(doc)
     comps = {tuple(c.get(k) for k in COMPARISON_KEYS): c for c in doc.get("comparisons", [])}
+    own = [m for m in doc.get("metrics", []) if m.get("role") == ref_role and ref_role != role]
+    saved = (doc.get("reference") or {}).get("metrics", [])   # --baseline FILE: the file's own values
     refs = {(m.get("suite"), m.get("category"), m.get("metric"), m.get("group")): m.get("value")
-            for m in doc.get("metrics", []) if m.get("role") == ref_role and m.get("prompt_id") is None}
+            for m in [*own, *saved] if m.get("prompt_id") is None}
     rows = []
     for m in doc.get("metrics", []):
         key = (m.get("suite"), m.get("category"), m.get("metric"))
@@ -217,7 +219,7 @@ def _model_line(role: str, model: Mapping) -> str:
 def run_lines(doc: Mapping) -> list[str]:
     """One line naming models, scorer and seed; one warning line when the scorer is a fallback."""
     config = doc.get("config", {})
-    scorer = config.get("scorer", {})
+    scorer = config.get("scorer") or {}   # null: no text was scored (perplexity, ratings only)
     models = "; ".join(_model_line(r, m) for r, m in config.get("models", {}).items())
     lines = [f"{models or 'no model'} | scorer {scorer.get('name', '?')} | seed {config.get('seed', '-')}"]
     if scorer.get("fallback"):

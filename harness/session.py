@@ -58,6 +58,7 @@ class RunOptions:
     correction: str = "holm"            # within each family: holm | bh
     fail_on_regression: tuple[tuple[str, float], ...] = ()   # extra (metric, margin) regression gates
     on_inconclusive: str | None = None  # fail | warn | pass: overrides every gate's (None: gate's, else warn)
+    on_inconclusive_default: str | None = None   # for gates that set none (the ini harness_on_inconclusive)
     ratings: str | None = None          # human ratings file (harness ratings import)
     ratings_model: str | None = None
     subset: int | None = None           # values suites: a seeded, stratified, nested subset of N prompts
@@ -181,9 +182,9 @@ class HarnessSession:
         """The model loaded in this process (also under --backend ray, e.g. for perplexity)."""
         r = self.roles[role]
         if r.loaded is None:
-            if r.generator is None:
+            if r.generator is None and self.options.backend != "ray":
                 self.generator(role)
-            else:   # the generator is remote (Ray actors): load a local copy
+            else:   # the generator is (or will be) remote, Ray actors: load a local copy, never the generator
                 from harness.models import load_model
 
                 r.loaded = load_model(r.path, r.adapter, self.options.device, self.options.dtype,
@@ -424,10 +425,13 @@ class HarnessSession:
 
     # ---- verdicts ------------------------------------------------------------------------------
     def on_inconclusive(self, gate: Any = None) -> str:
-        """What an INCONCLUSIVE verdict does: the run's option, else the gate's, else "warn"."""
+        """What an INCONCLUSIVE verdict does: the run's option, else the gate's, else the run's default
+        (the ini harness_on_inconclusive), else "warn"."""
         from harness.verdict import DEFAULT_ON_INCONCLUSIVE
 
-        return self.options.on_inconclusive or getattr(gate, "on_inconclusive", None) or DEFAULT_ON_INCONCLUSIVE
+        o = self.options
+        return o.on_inconclusive or getattr(gate, "on_inconclusive", None) or o.on_inconclusive_default \
+            or DEFAULT_ON_INCONCLUSIVE
 
     def record_verdicts(self, verdicts: Sequence[Any]) -> None:
         self.verdicts.extend(verdicts)
