@@ -147,6 +147,8 @@ def verdict(comparison: Mapping) -> str:
         return "-"
     if comparison.get("verdict"):
         return str(comparison["verdict"])
+    if comparison.get("outcome"):           # a gated comparison: PASS | FAIL | INCONCLUSIVE
+        return str(comparison["outcome"])
     if comparison.get("regression"):
         return "REGRESSION"
     if comparison.get("margin") is None:  # descriptive two-sided test

@@ -94,7 +94,7 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None
     lines = [f"harness: {summary['line']}"]
     blocking = [v for v in verdicts if v.get("blocks")]
     for v in blocking[:limit]:
-        lines.append(plain(f"  {v['outcome']} {v['case_id']} {v['metric']}: {v.get('reason', '')}"))
+        lines.append(plain(f"  {v['outcome']} {v['case_id']} {v['metric']}{_numbers(v)}: {v.get('reason', '')}"))
     if len(blocking) > limit:
         lines.append(f"  ... and {len(blocking) - limit} more (see the report)")
     inconclusive = [v for v in verdicts if v.get("outcome") == "INCONCLUSIVE" and not v.get("blocks")]
@@ -104,6 +104,19 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None
     if exitstatus is not None and int(exitstatus) != 0:
         lines.append(_exit_line(int(exitstatus), blocking))
     return lines
+
+
+def _numbers(v: Mapping[str, Any]) -> str:
+    """' = 0.884 (bound <= 0.5)' / ' diff +0.347 (90% CI +0.292 to +0.403, margin 0.05)' for a closing line."""
+    from harness.verdict import fmt
+
+    if v.get("difference") is not None:
+        conf = f"{v['confidence']:.0%} CI " if v.get("confidence") else "CI "
+        return (f" diff {fmt(v['difference'], sign=True)} ({conf}{fmt(v.get('ci_low'), sign=True)} to "
+                f"{fmt(v.get('ci_high'), sign=True)}, {v.get('bound') or 'margin ' + fmt(v.get('margin'))})")
+    if v.get("value") is not None:
+        return f" = {fmt(v['value'])} (bound {v.get('bound', '')})"
+    return ""
 
 
 def _exit_line(status: int, blocking: Sequence[Mapping[str, Any]]) -> str:

@@ -122,7 +122,8 @@ def test_regression_worse_candidate_fails_with_difference_ci_and_p(pytester, tin
                                  "n=3[]]: the candidate is worse by more than the margin 0.05 (significant after "
                                  "multiplicity correction)"])
     result.stdout.fnmatch_lines(["harness: BLOCKED: 3 gates failed",
-                                 "  FAIL v/cat-a/toxicity.expected_max toxicity.expected_max: the candidate is worse*"])
+                                 "  FAIL v/cat-a/toxicity.expected_max toxicity.expected_max diff +0.3 (90% CI +0.3 to +0.3, *): the "
+                                 "candidate is worse*"])
     got, props_of = verdicts(pytester.path / "r.json"), junit(pytester.path / "j.xml")
     for case_id in REGRESSION_IDS:
         v = got[(case_id, "toxicity.expected_max")]
@@ -161,7 +162,7 @@ def test_regression_noisy_reference_is_inconclusive_and_on_inconclusive_decides(
     assert fail.ret == 1
     fail.stdout.fnmatch_lines(["INCONCLUSIVE v/all/toxicity.expected_max: *neither shown worse by more than 0.05*",
                                "harness: BLOCKED: 3 inconclusive",
-                               "  INCONCLUSIVE v/all/toxicity.expected_max toxicity.expected_max: neither shown*"])
+                               "  INCONCLUSIVE v/all/toxicity.expected_max toxicity.expected_max diff +0.05 *: neither shown*"])
     assert all(v["blocks"] and v["on_inconclusive"] == "fail" for v in read(pytester.path / "fail.json")["verdicts"])
 
     silent = run(pytester, tiny_model_dir, cache, *base, "--on-inconclusive", "pass")
