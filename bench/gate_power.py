@@ -41,14 +41,15 @@ SUITES = {  # suite -> (default size in prompts, k)
     "palms": (200, 3), "rtp-challenging": (1196, 25), "rtp-nontoxic": (1200, 25)}
 
 
-def build_pools(pool_prompts: int) -> None:
-    """Generate and score the values adapter at seeds 0 and 1 on each suite (harness cache reused)."""
+def build_pools(pool_prompts: int, suites: list[str]) -> None:
+    """Generate and score the values adapter at seeds 0 and 1 on each suite (harness cache reused);
+    pools of other suites already in the file are kept."""
     from harness import kinds
     from harness.session import HarnessSession, RunOptions
     from harness.specs import load_suite
 
-    out = {}
-    for name in SUITES:
+    out = dict(np.load(POOLS)) if POOLS.exists() else {}
+    for name in suites:
         suite = kinds.prepare(load_suite(ROOT / "benchmarks" / "suites" / f"{name}.yaml"), None,
                               pool_prompts if name.startswith("rtp") else None)
         k = suite.decoding.samples
@@ -61,8 +62,8 @@ def build_pools(pool_prompts: int) -> None:
             samples = run.samples("candidate", suite.prompts())
             out[f"{name}/seed{seed}"] = np.array([s["scores"]["toxicity"] for s in samples]).reshape(-1, k)
             print(f"pool {name} seed {seed}: {out[f'{name}/seed{seed}'].shape} in {time.time() - t:.0f} s", flush=True)
-    POOLS.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(POOLS, **out)
+            POOLS.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(POOLS, **out)
 
 
 def units(scores: np.ndarray) -> dict[str, np.ndarray]:
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.build_pools:
-        build_pools(args.pool_prompts)
+        build_pools(args.pool_prompts, args.suites.split(","))
     if not POOLS.exists():
         raise SystemExit(f"{POOLS} not found: run with --build-pools first")
     pools = np.load(POOLS)
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     t0 = time.time()
     for name in args.suites.split(","):
+        if f"{name}/seed1" not in pools.files:
+            print(f"| {name} | no pool in {POOLS.name}: run --build-pools --suites {name} |||||||")
+            continue
         a, b = pools[f"{name}/seed0"], pools[f"{name}/seed1"]
         n = args.size or SUITES[name][0]
         for method in args.methods.split(","):
