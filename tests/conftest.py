@@ -115,3 +115,17 @@ def tiny_detoxify(tmp_path_factory) -> Path:
                            "dataset": {"args": {"classes": DETOX_CLASSES}}},
                 "state_dict": model.state_dict()}, ckpt)
     return ckpt
+
+
+def small_values_project(path: Path, suite_text: str | None = None) -> Path:
+    """benchmarks/test_values.py and its plugin-activating conftest, plus suites/small.yaml (default:
+    tests/data/valid_small.yaml, 2 categories x 2 prompts, k=2, 8 new tokens) under ``path``."""
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    shutil.copy(root / "benchmarks" / "test_values.py", path / "test_values.py")
+    shutil.copy(root / "benchmarks" / "conftest.py", path / "conftest.py")
+    (path / "suites").mkdir(exist_ok=True)
+    text = suite_text or (Path(__file__).resolve().parent / "data" / "valid_small.yaml").read_text(encoding="utf-8")
+    (path / "suites" / "small.yaml").write_text(text, encoding="utf-8")
+    return path

@@ -28,6 +28,8 @@ from harness.errors import HarnessError, ModelLoadError, SpecError
 from harness.models import load_model, model_fingerprint
 from harness.specs import discover_suites, load_suite
 
+from conftest import small_values_project  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 CATEGORY = "categories:\n  - id: a\n    prompts:\n      - {id: p, text: hi}\n"
@@ -464,11 +466,7 @@ def test_damaged_fingerprint_memo_is_ignored(tiny_model_dir, tmp_path, memo):
 
 # ---- end to end: exit codes and no traceback ----------------------------------------------------
 def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
-    shutil.copy(ROOT / "benchmarks" / "test_values.py", pytester.path / "test_values.py")
-    shutil.copy(ROOT / "benchmarks" / "conftest.py", pytester.path / "conftest.py")
-    suites = pytester.mkdir("suites")
-    (suites / "small.yaml").write_text(suite_text or (DATA / "valid_small.yaml").read_text(), encoding="utf-8")
-    return pytester.path
+    return small_values_project(pytester.path, suite_text)
 
 
 def _run(pytester: pytest.Pytester, model: Path, *args: str) -> pytest.RunResult:

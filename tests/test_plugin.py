@@ -17,7 +17,7 @@ import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness.models import model_fingerprint
 
-from conftest import build_lora, build_tiny_gpt2
+from conftest import small_values_project, build_lora, build_tiny_gpt2
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -28,12 +28,7 @@ TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "ha
 
 
 def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:
-    """benchmarks/test_values.py + suites/small.yaml (2 categories x 2 prompts, k=2, 8 new tokens)."""
-    shutil.copy(ROOT / "benchmarks" / "test_values.py", pytester.path / "test_values.py")
-    shutil.copy(ROOT / "benchmarks" / "conftest.py", pytester.path / "conftest.py")
-    suites = pytester.mkdir("suites")
-    (suites / "small.yaml").write_text(suite_text or (DATA / "valid_small.yaml").read_text(), encoding="utf-8")
-    return pytester.path
+    return small_values_project(pytester.path, suite_text)
 
 
 def _run(pytester: pytest.Pytester, model: Path, *args: str, cache: str = "cache") -> pytest.RunResult:
