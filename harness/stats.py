@@ -273,7 +273,7 @@ def adjust_pvalues(p_values: Sequence[float], method: str = "holm") -> list[floa
         adj = np.empty(m)
         adj[order] = np.minimum(stepped, 1.0)
     out[ok] = adj
-    return [round(float(x), 15) for x in out]
+    return [float(f"{float(x):.12g}") for x in out]   # 12 significant digits: no float noise, tiny p kept
 
 
 def minimum_detectable_effect(candidate: Sequence[float], reference: Sequence[float], *, paired: bool,
