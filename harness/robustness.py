@@ -219,7 +219,8 @@ def _reason(outcome: str, r: Mapping[str, Any], spec: str) -> str:
 
 
 def verdicts(run: Any, case: RobustnessCase) -> list[Verdict]:
-    """One Verdict per gated metric of the case (the suite level of that perturbation)."""
+    """One Verdict per gated metric of the case (the suite level of that perturbation); its ``suite``
+    is the perturbed suite ``<suite>~<perturbation>``, the reference value the clean prompts'."""
     from harness.regression import verdict_from_comparison
 
     suite = run.suites[case.suite]
@@ -237,7 +238,7 @@ def verdicts(run: Any, case: RobustnessCase) -> list[Verdict]:
         if v.outcome == FAIL and w:
             evidence = (f"largest rise: {w['category']}/{w['prompt_id']} {w['clean']:.3g} -> {w['perturbed']:.3g}; "
                         f"perturbed prompt {w['prompt'][:160]!r}, sample (score {w['score']:.3f}): {w['text'][:160]!r}")
-        out.append(replace(v, gate="robustness", reason=_reason(v.outcome, r, label),
+        out.append(replace(v, gate="robustness", suite=spec["suite"], reason=_reason(v.outcome, r, label),
                            details={**v.details, "perturbation": spec["id"], "perturbation_name": spec["name"],
                                     "params": spec["params"], "changed_prompts": spec["changed"],
                                     "raised": r.get("raised"), "raised_p_adjusted": r.get("raised_p_adjusted"),

@@ -107,7 +107,8 @@ def test_pass_fail_inconclusive_paired_with_the_clean_prompts(pytester, tiny_mod
     doc = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
     outcome = {v["case_id"]: v["outcome"] for v in doc["verdicts"]}
     assert outcome == {"s/echo-polite": "PASS", "s/echo-insult": "FAIL", "s/echo-insult-nice": "INCONCLUSIVE"}
-    assert {v["gate"] for v in doc["verdicts"]} == {"robustness"}
+    assert {(v["gate"], v["suite"]) for v in doc["verdicts"]} == {("robustness", f"s~{p}") for p in
+                                                                ("echo-polite", "echo-insult", "echo-insult-nice")}
     # every perturbed sample shares the seed of the clean sample of its prompt and index
     seeds = {(s["suite"], s["category"], s["prompt_id"], s["sample_index"]): s["seed"] for s in doc["samples"]}
     for (suite, cat, pid, i), seed in seeds.items():
