@@ -67,8 +67,9 @@ def _as_dict(decoding: Any) -> dict:
 
 
 def generation_key(model_fingerprint: str, prompt: str, decoding: Mapping[str, Any],
-                   chat_template: bool, seed: int, sample_index: int) -> str:
-    """Cache key of one sample; ``decoding`` is a dict (a Decoding dataclass is accepted too).
+                   chat_template: bool, seed: int, sample_index: int, extra: Mapping[str, Any] | None = None) -> str:
+    """Cache key of one sample; ``decoding`` is a dict (a Decoding dataclass is accepted too). ``extra``
+    (a perturbed prompt's seed text, chat history) joins the key only when given, so other keys stay as they were.
 
     >>> k = generation_key("sha256:m", "Hi", {"top_p": 0.9, "samples": 3}, False, 0, 1)
     >>> k == generation_key("sha256:m", "Hi", {"samples": 3, "top_p": 0.9}, False, 0, 1)
@@ -84,6 +85,7 @@ def generation_key(model_fingerprint: str, prompt: str, decoding: Mapping[str, A
         "chat_template": bool(chat_template),
         "seed": int(seed),
         "index": int(sample_index),
+        **({"extra": dict(extra)} if extra else {}),
     })
 
 

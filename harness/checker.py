@@ -100,6 +100,14 @@ class CaseChecker:
             self.conclude([verdict])
             return verdict
 
+    # ---- robustness: the candidate under perturbed prompts vs the clean prompts -----------------------
+    def check_robustness(self, case: Any) -> list[Verdict]:
+        """PASS / FAIL / INCONCLUSIVE per gated metric: is toxicity under the perturbation no worse by the margin?"""
+        from harness import robustness
+
+        with self._guard():
+            return self.conclude(robustness.verdicts(self.run, case))
+
     # ---- bias / BOLD / perplexity bounds --------------------------------------------------------
     def check_analysis(self, case: Any) -> list[Verdict]:
         from harness import kinds

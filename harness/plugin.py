@@ -22,7 +22,8 @@ from harness.session import HarnessSession, RunOptions
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 SUITES_KEY = pytest.StashKey[dict]()
 SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
-CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case", "adherence_case")
+CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case", "adherence_case",
+                 "robustness_case")
 
 
 # ---- option parsing (validated when parsed) ------------------------------------------------------
@@ -83,6 +84,28 @@ def parse_alpha(value: str) -> float:
     return a
 
 
+def parse_perturb(value: str) -> tuple[str, ...]:
+    """``NAME[,NAME]``, ``all`` or ``none`` (names are checked once plugins have registered theirs)."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"'{value}' names no perturbation (e.g. --perturb typos,upper or all)")
+    return names
+
+
+def _perturb_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """--perturb as names: None = the suites' own lists, () = none, all = every registered one."""
+    if value is None:
+        return None
+    from harness import perturb, robustness
+
+    names = () if value == ("none",) else tuple(perturb.names()) if value == ("all",) else value
+    try:
+        robustness.check_names(names)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return names
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("harness", "behaviour gates for language models")
     g.addoption("--model", help="model directory or hub id (default: the bundled fixtures/tiny-gpt2)")
@@ -136,6 +159,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "gate's on_inconclusive, else ini harness_on_inconclusive, else warn)")
     g.addoption("--subset", type=parse_positive_int, metavar="N",
                 help="values suites with more than N prompts run a seeded, stratified, nested subset of N")
+    g.addoption("--perturb", type=parse_perturb, metavar="NAME[,NAME]",
+                help="robustness cases for every values suite under these prompt perturbations (all = every "
+                "registered one, none = no robustness cases); default: each suite's perturbations:, opt-in")
     for name, help_text in INI_OPTIONS.items():
         parser.addini(name, help_text, default=None)
 
@@ -247,7 +273,7 @@ def pytest_configure(config: pytest.Config) -> None:
         fail_on_regression=tuple(o.fail_on_regression),
         on_inconclusive=o.on_inconclusive,
         on_inconclusive_default=_ini(config, "harness_on_inconclusive", _choice("on-inconclusive", ON_INCONCLUSIVE)),
-        ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset)
+        ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, perturb=_perturb_names(o.perturb))
     run = HarnessSession(options)
     try:  # new scorers and the labelled file fail here, before any generation
         if o.scorer_label or scorer.startswith(("hf:", "perspective")):
@@ -338,6 +364,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("adherence_case", params)
         else:
             _parametrize(metafunc, "adherence_case", cats, "no `gates.ratings` in the suites")
+    if "robustness_case" in wanted:
+        _parametrize_robustness(metafunc, suites, run)
     if "regression_case" in wanted:
         overrides = dict(run.options.fail_on_regression)
         reg = [c for s in all_suites if s.kind in ("values", "perplexity")
@@ -351,6 +379,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                          "--fail-on-regression METRIC:MARGIN")
     for s in all_suites:
         run.suites.setdefault(s.id, s)
+
+
+def _parametrize_robustness(metafunc: pytest.Metafunc, suites: list[Any], run: HarnessSession) -> None:
+    """One case per (values suite, perturbation); opt-in, as they multiply the generation cost."""
+    from harness import robustness
+
+    o = metafunc.config.option
+    if not robustness.requested(run.options.perturb, o.keyword, metafunc.config.args):
+        reason = ("robustness cases are opt-in (each perturbation re-generates the suite): select them with "
+                  "-k robustness, or pass --perturb NAME[,NAME]")
+        metafunc.parametrize("robustness_case", [pytest.param(None, marks=pytest.mark.skip(reason=reason),
+                                                               id="opt-in")])
+        return
+    try:
+        cases = robustness.cases(suites, run.options.perturb)
+    except HarnessError as exc:
+        pytest.fail(f"harness: {exc}", pytrace=False)
+    _parametrize(metafunc, "robustness_case", cases, "no values suite with perturbations: (or --perturb NAME)")
+
+
+def _plan_robustness(run: HarnessSession, case: Any) -> None:
+    from harness import robustness
+
+    try:
+        robustness.plan(run, run.suites[case.suite])
+    except HarnessError:
+        pass  # planning only batches generation: the case itself reports the error (exit 4)
+
+
+def _robustness_summary(tr: Any, doc: dict[str, Any]) -> None:
+    if doc.get("extras", {}).get("robustness"):
+        from harness.robustness import table_lines
+
+        for line in table_lines(doc):
+            tr.write_line(line)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -369,6 +432,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             if params.get(name) is not None:
                 suite = run.suites[params[name].suite]
                 run.plan(suite, suite.prompts())
+        if params.get("robustness_case") is not None:
+            _plan_robustness(run, params["robustness_case"])
 
 
 @pytest.fixture
@@ -508,6 +573,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if config.get_verbosity() >= 0:  # -q: only the verdict, the blocking gates and errors
         for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
             tr.write_line(line, yellow=line.startswith("WARNING"), bold=line.startswith("WARNING"))
+        _robustness_summary(tr, doc)
         for w in run_warnings(doc):
             tr.write_line(f"WARNING: {plain(w)}", yellow=True, bold=True)
         for line in run.outputs_written:

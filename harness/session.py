@@ -62,6 +62,7 @@ class RunOptions:
     ratings: str | None = None          # human ratings file (harness ratings import)
     ratings_model: str | None = None
     subset: int | None = None           # values suites: a seeded, stratified, nested subset of N prompts
+    perturb: tuple[str, ...] | None = None  # --perturb: perturbation names for every values suite (() = none)
 
 
 @dataclass
@@ -260,6 +261,7 @@ class HarnessSession:
         seed = self.options.seed
         todo: list[tuple[tuple[str, str, int], PromptCase, Any, str]] = []
         requests = []
+        seeds: dict[str, int] = {}
         from harness.generation import GenerationRequest
 
         fingerprint = self.fingerprint(role)
@@ -268,19 +270,21 @@ class HarnessSession:
             d = self.decoding(suite)
             chat = self.uses_chat(role, suite)
             for case in cases.values():
-                text = suite.render(case)
+                text, seed_text, extra = _rendered(suite, case, chat)
                 for i in range(d.samples):
                     if (role, case.case_id, i) in self._samples:
                         continue
-                    key = cache_mod.generation_key(fingerprint, text, d.generation_dict(), chat, seed, i)
+                    key = cache_mod.generation_key(fingerprint, text, d.generation_dict(), chat, seed, i, extra)
                     todo.append(((role, case.case_id, i), case, key, text))
-                    requests.append((GenerationRequest(text, i, cache_mod.sample_seed(seed, text, i), d), chat))
+                    seeds[key] = cache_mod.sample_seed(seed, seed_text, i)
+                    requests.append((GenerationRequest(text, i, seeds[key], d, case.history), chat))
         if not todo:
             return
         t = time.perf_counter()
         hits = self.cache.get_generations([key for _, _, key, _ in todo])
         self.timings.add("cache_read", time.perf_counter() - t)
-        miss = [j for j, (_, _, key, _) in enumerate(todo) if key not in hits]
+        seen: set[str] = set()   # a text in two suites (e.g. an unchanged perturbed prompt) is generated once
+        miss = [j for j, (_, _, key, _) in enumerate(todo) if key not in hits and not (key in seen or seen.add(key))]
         r = self.roles[role]
         r.cached += len(todo) - len(miss)
         if miss and self.shard is not None and self.options.use_cache:
@@ -301,10 +305,11 @@ class HarnessSession:
             g = hits[key]
             self._samples[(role_, case_id, i)] = {
                 "role": role_, "suite": case.suite, "category": case.category, "prompt_id": case.id,
-                "prompt": text, "sample_index": i, "seed": cache_mod.sample_seed(seed, text, i), "text": g["text"],
+                "prompt": text, "sample_index": i, "seed": seeds[key], "text": g["text"],
                 "scores": sc, "empty": not g["text"].strip(), "n_prompt_tokens": g["n_prompt_tokens"],
                 "n_new_tokens": g["n_new_tokens"], "truncated": g["truncated"], "finish_reason": g["finish_reason"],
                 **({"group": case.group} if case.group else {}),
+                **({"history": [list(t) for t in case.history]} if case.history else {}),
             }
 
     def _generate(self, role: str, items: list[tuple[str, Any, bool]], hits: dict[str, Any]) -> None:
@@ -522,6 +527,22 @@ class HarnessSession:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+
+
+def _rendered(suite: Suite, case: PromptCase, chat: bool) -> tuple[str, str, dict[str, Any]]:
+    """(text sent, text whose per-sample seeds it uses, extra cache-key fields) of a prompt case.
+
+    A perturbed prompt (``seed_text`` set) shares the seeds of its clean prompt, so its samples pair
+    with the clean ones; dialogue turns (``history``) need the model's chat template.
+    """
+    text = suite.render(case)
+    seed_text = text if case.seed_text is None else suite.render(replace(case, text=case.seed_text))
+    if case.history and not chat:
+        raise HarnessError(f"prompt {case.case_id} has earlier chat turns but the model is run without a chat "
+                           "template. Fix: --chat-template auto (or on) with a model that has one.")
+    extra = {**({"seed_text": seed_text} if seed_text != text else {}),
+             **({"history": [list(t) for t in case.history]} if case.history else {})}
+    return text, seed_text, extra
 
 
 def _shard_of(case_id: str, count: int) -> int:

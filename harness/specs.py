@@ -22,11 +22,11 @@ from harness.suite_yaml import read_yaml
 KINDS = ("values", "cooccurrence", "bold", "perplexity")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 TOP_KEYS = ("suite", "version", "kind", "description", "decoding", "chat_template", "prompt_template",
-            "gates", "categories", "options")
+            "gates", "categories", "options", "perturbations")
 CATEGORY_KEYS = ("id", "name", "desired_behavior", "prompts")
 PROMPT_KEYS = ("id", "text", "group")
 DECODING_KEYS = ("samples", "max_new_tokens", "temperature", "top_p", "top_k")
-GATE_LEVELS = ("prompt", "category", "suite", "regression", "ratings")
+GATE_LEVELS = ("prompt", "category", "suite", "regression", "ratings", "robustness")
 GATE_KEYS = ("metric", "max", "min", "margin", "relative", "on_inconclusive")
 ON_INCONCLUSIVE = ("fail", "warn", "pass")
 
@@ -85,6 +85,8 @@ class PromptCase:
     id: str
     text: str
     group: str | None = None
+    seed_text: str | None = None         # a perturbed prompt: its clean text, whose per-sample seeds it shares
+    history: tuple[tuple[str, str], ...] = ()   # earlier (role, content) chat turns (dialogue framings)
 
     @property
     def case_id(self) -> str:
@@ -134,6 +136,7 @@ class Suite:
     categories: tuple[Category, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     spec_hash: str = ""
+    perturbations: tuple[Any, ...] = ()     # harness.perturb.PerturbSpec entries (robustness cases)
 
     def prompts(self) -> list[PromptCase]:
         return [p for c in self.categories for p in c.prompts]
@@ -237,8 +240,8 @@ def _parse_gates(raw: Any, ctx: _Ctx) -> dict[str, tuple[Gate, ...]]:
                 raise ctx.fail(where, "a gate needs 'max', 'min' or 'margin'", "add a bound, e.g. 'max: 0.5'")
             for k, v in bounds.items():
                 ctx.number(v, f"{where}.{k}", -1e12, 1e12)
-            if level == "regression" and "margin" not in bounds:
-                raise ctx.fail(where, "a regression gate needs 'margin'", "add e.g. 'margin: 0.05'")
+            if level in ("regression", "robustness") and "margin" not in bounds:
+                raise ctx.fail(where, f"a {level} gate needs 'margin'", "add e.g. 'margin: 0.05'")
             policy = item.get("on_inconclusive")
             if policy is not None and policy not in ON_INCONCLUSIVE:
                 raise ctx.fail(f"{where}.on_inconclusive", f"{policy!r} is not one of fail, warn, pass; "
@@ -317,9 +320,22 @@ def load_suite(path: str | Path) -> Suite:
         description=str(raw.get("description") or ""), decoding=parse_decoding(raw.get("decoding"), ctx),
         chat_template=chat, prompt_template=template, gates=_parse_gates(raw.get("gates"), ctx),
         categories=_parse_categories(raw.get("categories"), ctx, suite_id,
-                                     required=kind in ("values", "cooccurrence") and "dataset" not in options),
+                                     required=kind in ("values", "cooccurrence") and "dataset" not in options
+                                     and "base_suite" not in options),
         extra=dict(options), spec_hash="sha256:" + hashlib.sha256(canonical.encode()).hexdigest(),
+        perturbations=_parse_perturbations(raw.get("perturbations"), ctx, kind),
     )
+
+
+def _parse_perturbations(raw: Any, ctx: _Ctx, kind: str) -> tuple[Any, ...]:
+    if raw is None:
+        return ()
+    if kind != "values":
+        raise ctx.fail("perturbations", f"a {kind} suite has no prompts to perturb", "remove the section, or "
+                       "perturb a values suite")
+    from harness.perturb import parse_entries
+
+    return parse_entries(raw, f"{ctx.path}: perturbations", SpecError)
 
 
 def discover_suites(paths: Iterable[str | Path]) -> list[Suite]:
