@@ -273,6 +273,7 @@ def test_scaffold_collects_without_analysed_suites(pytester):
     """Only a values suite: the bias test is one skipped case with a reason (it used to crash collection)."""
     assert _init(pytester.path, "--ci", "none") == 0
     result = pytester.runpytest(str(pytester.path / "benchmarks"), "-p", "no:harness", "-p", "no:cacheprovider",
+                                "--import-mode=importlib",
                                 "--model", str(FIXTURES / "tiny-gpt2"), "--co", "-q")
     assert result.ret == 0, result.stdout.str()[-2000:]
     result.stdout.fnmatch_lines(["*test_bias.py::test_analysis?none?", "*test_values.py::test_toxicity?starter*"])
