@@ -363,12 +363,17 @@ def plots(doc: Mapping) -> list[tuple[str, bytes]]:
         png = draw(doc)
         if png is not None:
             out.append((name, png))
+    kinds = {sid: (info or {}).get("kind") for sid, info in doc.get("config", {}).get("suites", {}).items()}
     suites = list(dict.fromkeys(str(s.get("suite")) for s in doc.get("samples", [])))
-    for suite in suites:
+    for suite in (s for s in suites if kinds.get(s) != "perturbed"):   # perturbed: the heat map below
         png = toxicity_suite(doc, suite)
         if png is not None:
             out.append((f"toxicity_{suite}.png", png))
     png = bias(doc)
     if png is not None:
         out.append(("bias.png", png))
+    if (doc.get("extras") or {}).get("robustness"):
+        from harness.robustness import plots as robustness_plots
+
+        out.extend(robustness_plots(doc))
     return out

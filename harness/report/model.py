@@ -22,7 +22,7 @@ from typing import Any
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, SKIPPED, run_verdict
 
 OUTCOME_ORDER = {FAIL: 0, INCONCLUSIVE: 1, SKIPPED: 2, PASS: 3}
-LEVEL_ORDER = {"regression": 0, "suite": 1, "category": 2, "prompt": 3, "ratings": 4}
+LEVEL_ORDER = {"regression": 0, "robustness": 1, "suite": 2, "category": 3, "prompt": 4, "ratings": 5}
 WORST_PER_GATE = 5
 FALLBACK = "TOXICITY SCORER FALLBACK"
 
@@ -59,7 +59,8 @@ class GateRow:
     @property
     def label(self) -> str:
         """What the row gates, in words: ``palms / health: toxicity.max per prompt``."""
-        kind = {"prompt": " per prompt", "regression": " vs reference", "ratings": " (ratings)"}.get(self.gate, "")
+        kind = {"prompt": " per prompt", "regression": " vs reference", "robustness": " vs clean prompts",
+                "ratings": " (ratings)"}.get(self.gate, "")
         return f"{self.where}: {self.metric}{kind}"
 
 
@@ -213,7 +214,7 @@ def alerts(doc: Mapping[str, Any], rows: Sequence[GateRow]) -> list[str]:
     if undecided:
         need = max(int(v["units_needed"]) for v in undecided)
         one = len(undecided) == 1
-        out.append(f"UNDERPOWERED: {len(undecided)} regression comparison{'' if one else 's'} "
+        out.append(f"UNDERPOWERED: {len(undecided)} paired comparison{'' if one else 's'} (regression or robustness) "
                    f"cannot decide at {'its' if one else 'their'} margin with these data (up to about {need} units would be needed); "
                    "more prompts or samples, or a wider margin, would decide them")
     else:
