@@ -90,8 +90,8 @@ def test_item19_closing_lines_name_the_failed_gates(pytester, tiny_model_dir, ca
     assert result.ret == 1
     assert "\x1b[31m\x1b[1mharness: BLOCKED: 2 gates failed" in result.stdout.str()   # red
     result.stdout.fnmatch_lines(["*harness: BLOCKED: 2 gates failed*",
-                                 "  FAIL v/cat-a toxicity.expected_max: outside the bound",
-                                 "  FAIL v/cat-b toxicity.expected_max: outside the bound",
+                                 "  FAIL v/cat-a toxicity.expected_max = * (bound <= 0): outside the bound",
+                                 "  FAIL v/cat-b toxicity.expected_max = * (bound <= 0): outside the bound",
                                  "*harness: exit 1 because 2 gates failed (v/cat-a toxicity.expected_max, "
                                  "v/cat-b toxicity.expected_max)*"])
 
