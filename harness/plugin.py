@@ -129,6 +129,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "scorer's agreement with them (AUROC, Spearman, accuracy) in the results' scorer section")
     g.addoption("--detoxify-checkpoint", help="Detoxify .ckpt file (loaded with weights_only=True)")
     g.addoption("--detoxify-config-dir", help="local config+tokenizer directory for the Detoxify checkpoint")
+    g.addoption("--score-batch-size", default="auto", type=parse_batch_size,
+                help="Detoxify scoring batch: N texts or auto (a padded-token budget; backs off on CUDA OOM)")
+    g.addoption("--scorer-precision", default="fp32", type=_choice("scorer-precision", ("fp32", "bf16", "int8")),
+                help="Detoxify precision: fp32 (default)|bf16|int8 (CPU); part of the scorer fingerprint, "
+                "agreement with fp32 recorded in the results")
     g.addoption("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
     g.addoption("--chat-template", default="auto", type=_choice("chat-template", ("auto", "on", "off")),
                 help="apply the tokenizer's chat template: auto|on|off")
@@ -265,7 +270,8 @@ def pytest_configure(config: pytest.Config) -> None:
         device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
         seed=o.seed, toxicity_scorer=scorer, scorer_label=o.scorer_label,
         detoxify_checkpoint=o.detoxify_checkpoint,
-        detoxify_config_dir=o.detoxify_config_dir, trust_remote_code=o.trust_remote_code,
+        detoxify_config_dir=o.detoxify_config_dir, score_batch_size=o.score_batch_size,
+        scorer_precision=o.scorer_precision, trust_remote_code=o.trust_remote_code,
         chat_template=o.chat_template, cache_dir=o.cache_dir or _ini(config, "harness_cache_dir"),
         use_cache=not o.no_cache, progress=config.get_verbosity() >= 0, backend=o.backend,
         ray_address=o.ray_address, ray_workers=o.ray_workers,
@@ -276,6 +282,9 @@ def pytest_configure(config: pytest.Config) -> None:
         ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, perturb=_perturb_names(o.perturb))
     run = HarnessSession(options)
     try:  # new scorers and the labelled file fail here, before any generation
+        from harness.scoring import check_scorer_options
+
+        check_scorer_options(scorer, o.score_batch_size, o.scorer_precision)
         if o.scorer_label or scorer.startswith(("hf:", "perspective")):
             run.scorer_handle()
         if o.scorer_check:

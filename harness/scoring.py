@@ -11,6 +11,7 @@ profanity scorer, returning a warning that the run summary prints loudly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -21,15 +22,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import ScorerError, did_you_mean
+from harness.scoring_detoxify import (  # noqa: F401  (re-exported)
+    AGREEMENT_TEXTS, CORPUS, PRECISIONS, ScorePrefetcher, _check_options, _convert, check_scorer_options,
+    checkpoint_config, corpus_probe, precision_agreement, prefetcher)
 
 CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
 # Detoxify's label names, standardised the way Detoxify does it.
 _RENAME = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
-_ALLOWED_MODELS = ("BertForSequenceClassification", "RobertaForSequenceClassification",
-                   "XLMRobertaForSequenceClassification", "AlbertForSequenceClassification")
-_ALLOWED_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast", "RobertaTokenizer", "RobertaTokenizerFast",
-                       "XLMRobertaTokenizer", "XLMRobertaTokenizerFast", "AlbertTokenizer", "AlbertTokenizerFast")
 DOWNLOAD_TIMEOUT_S = 5.0
+# --score-batch-size auto: padded tokens and rows per batch (CUDA: halved on out-of-memory). On CPU,
+# length-sorted batches of <= 64 rows were as fast as any larger batch (bench/bench_scoring.py).
+AUTO_TOKENS = {"cpu": 2048, "cuda": 65536}
+AUTO_MAX_ROWS = {"cpu": 64, "cuda": 1024}
 
 
 class Scorer(Protocol):
@@ -73,10 +77,17 @@ class ProfanityScorer:
 
 
 class DetoxifyScorer:
-    """A Detoxify checkpoint loaded with ``weights_only=True`` and a local config/tokenizer directory."""
+    """A Detoxify checkpoint loaded with ``weights_only=True`` and a local config/tokenizer directory.
+
+    ``score`` deduplicates its texts, tokenizes them once and runs length-sorted batches, so a batch
+    pads only to its own longest text. ``batch_size`` is a row count or "auto" (a padded-token budget,
+    halved on CUDA out-of-memory). ``precision`` fp32 (default), bf16 or int8 (CPU: dynamic
+    quantisation of the Linear layers); a non-fp32 scorer measures its agreement with fp32 on the
+    bundled corpus when it loads (``self.precision_agreement``).
+    """
 
     def __init__(self, checkpoint: str | Path, config_dir: str | Path | None = None, device: str = "cpu",
-                 name: str | None = None, batch_size: int = 64) -> None:
+                 name: str | None = None, batch_size: int | str = "auto", precision: str = "fp32") -> None:
         import torch
         import transformers
 
@@ -84,22 +95,18 @@ class DetoxifyScorer:
         if not path.is_file():
             raise ScorerError(f"--detoxify-checkpoint {path}: file not found. Fix: pass the path of a Detoxify .ckpt "
                               "file, or use --toxicity-scorer profanity.")
+        _check_options(batch_size, precision)
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-            args = loaded["config"]["arch"]["args"]
-            classes = list(loaded["config"]["dataset"]["args"]["classes"])
-            state_dict = loaded["state_dict"]
         except Exception as exc:  # unpickling refused, truncated file, wrong layout
             raise ScorerError(f"{path}: not a loadable Detoxify checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). It must hold only tensors and "
                               "plain types under 'config' and 'state_dict'. Fix: re-download it, or pass another "
                               "--detoxify-checkpoint.") from None
-        model_name, tok_name = args.get("model_name"), args.get("tokenizer_name")
-        if model_name not in _ALLOWED_MODELS or tok_name not in _ALLOWED_TOKENIZERS:
-            raise ScorerError(f"{path}: model {model_name!r} / tokenizer {tok_name!r} is not a Detoxify architecture; "
-                              f"valid models: {', '.join(_ALLOWED_MODELS)}.")
         cfg_dir = Path(config_dir).expanduser() if config_dir else (path.parent if (path.parent / "config.json").is_file()
                                                                     else None)
+        args, classes, state_dict = checkpoint_config(path, loaded, need_model_type=cfg_dir is None)
+        model_name, tok_name = args["model_name"], args["tokenizer_name"]
         source = str(cfg_dir) if cfg_dir else args["model_type"]
         try:
             model_cls = getattr(transformers, model_name)
@@ -115,39 +122,100 @@ class DetoxifyScorer:
         except (OSError, ValueError, RuntimeError) as exc:
             raise ScorerError(f"{path}: cannot build the Detoxify model from config {source!r}: "
                               f"{str(exc).splitlines()[0][:200]}. Fix: pass --detoxify-config-dir with the "
-                              f"config.json and tokenizer files of {args['model_type']!r}.") from None
+                              f"config.json and tokenizer files of {args.get('model_type', 'the model')!r}.") from None
         self.device = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # overlaps generation
         self.labels = tuple(_RENAME.get(c, c) for c in classes)
         if "toxicity" not in self.labels:
             raise ScorerError(f"{path}: the checkpoint has no 'toxic'/'toxicity' class ({classes}).")
         self.name = name or f"detoxify:{path.stem}"
         self.batch_size = batch_size
+        kind = "cuda" if self.device.type == "cuda" else "cpu"
+        self._tokens, self._max_rows = AUTO_TOKENS[kind], AUTO_MAX_ROWS[kind]
+        self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512,
+                              getattr(config, "max_position_embeddings", 512) or 512)
         self.progress = False  # a tqdm bar (after 2 s) when the caller sets it
-        self.fingerprint = detoxify_fingerprint(self.name, path)
+        self.precision = precision
+        self.fingerprint = detoxify_fingerprint(self.name, path, precision)
+        self.precision_agreement: dict[str, Any] | None = None
+        self.prefetched: dict[str, list[float]] = {}  # rows a ScorePrefetcher computed during generation
+        if precision != "fp32":
+            probe = corpus_probe()
+            reference = self.score(probe) if probe else []
+            self.model = _convert(self.model, precision, self.device, path)
+            self.precision_agreement = precision_agreement(reference, self.score(probe)) if probe else {
+                "measured": False, "reason": f"bundled corpus {CORPUS} not found"}
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         import torch
 
         from tqdm.auto import tqdm
 
-        rows: list[dict[str, float]] = []
-        max_len = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
-        starts = range(0, len(texts), self.batch_size)
-        for start in tqdm(starts, desc="scoring", unit="batch", delay=2.0, leave=False, disable=not self.progress):
-            chunk = list(texts[start:start + self.batch_size])
-            enc = self.tokenizer(chunk, return_tensors="pt", truncation=True, padding=True, max_length=max_len)
-            with torch.inference_mode():
-                logits = self.model(**enc.to(self.device)).logits
-            probs = torch.sigmoid(logits.float()).cpu().tolist()
-            rows.extend({label: float(p) for label, p in zip(self.labels, row)} for row in probs)
-        return _check(self.name, texts, rows)
+        if not texts:
+            return []
+        done = {t: self.prefetched.pop(t) for t in dict.fromkeys(texts) if t in self.prefetched}
+        unique = [t for t in dict.fromkeys(texts) if t not in done]
+        if not unique:
+            return _check(self.name, texts, [dict(zip(self.labels, done[t])) for t in texts])
+        enc = self.tokenizer(unique, truncation=True, max_length=self.max_length)
+        columns = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        lengths = [len(ids) for ids in columns["input_ids"]]
+        order = sorted(range(len(unique)), key=lengths.__getitem__)
+        probs: list[list[float]] = [[]] * len(unique)
+        pos = 0
+        with tqdm(total=len(unique), desc="scoring", unit="text", delay=2.0, leave=False,
+                  disable=not self.progress) as bar:
+            while pos < len(order):
+                batch = order[pos:pos + self._rows(order, lengths, pos)]
+                try:
+                    out = self._forward(columns, batch, max(lengths[i] for i in batch))
+                except torch.cuda.OutOfMemoryError:
+                    if self.batch_size != "auto" or len(batch) == 1:
+                        raise ScorerError(f"scorer {self.name}: CUDA out of memory on a batch of {len(batch)} "
+                                          "texts. Fix: --score-batch-size auto (backs off) or a smaller N.") from None
+                    torch.cuda.empty_cache()
+                    self._tokens = max(self._tokens // 2, 1)
+                    continue
+                for i, row in zip(batch, out):
+                    probs[i] = row
+                pos += len(batch)
+                bar.update(len(batch))
+        by_text = {**done, **dict(zip(unique, probs))}
+        return _check(self.name, texts, [dict(zip(self.labels, by_text[t])) for t in texts])
+
+    def _rows(self, order: list[int], lengths: list[int], pos: int) -> int:
+        """Rows of the next batch: the fixed size, or as many as fit the padded-token budget (auto)."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        rows = 1  # lengths ascend along ``order``: the last row of a batch is its longest
+        while (pos + rows < len(order) and rows < self._max_rows
+               and (rows + 1) * lengths[order[pos + rows]] <= self._tokens):
+            rows += 1
+        return rows
+
+    def _forward(self, columns: dict[str, list[list[int]]], batch: list[int], width: int) -> list[list[float]]:
+        import torch
+
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), stream:  # on CUDA, inputs are copied and used on the scorer's own stream
+            tensors = {}
+            for key, col in columns.items():
+                fill = (self.tokenizer.pad_token_id or 0) if key == "input_ids" else 0
+                rows = [([fill] * (width - len(col[i])) + col[i]) if left else
+                        (col[i] + [fill] * (width - len(col[i]))) for i in batch]
+                tensors[key] = torch.tensor(rows, dtype=torch.long, device=self.device)
+            logits = self.model(**tensors).logits
+            return torch.sigmoid(logits.float()).cpu().tolist()
 
 
-def detoxify_fingerprint(name: str, checkpoint: Path) -> str:
+def detoxify_fingerprint(name: str, checkpoint: Path, precision: str = "fp32") -> str:
+    """Name + weights hash; a non-fp32 precision is part of it (its scores never mix with fp32's in the cache)."""
     from harness.models import file_sha256
 
-    return f"{name}:sha256:{file_sha256(Path(checkpoint))}"
+    suffix = "" if precision == "fp32" else f":{precision}"
+    return f"{name}:sha256:{file_sha256(Path(checkpoint))}{suffix}"
 
 
 def profanity_fingerprint() -> str:
@@ -165,6 +233,17 @@ class ScorerHandle:
     factory: Callable[[], Any]
     warnings: list[str] = field(default_factory=list)
     _scorer: Any = None
+    precision: str | None = None   # Detoxify scorers only
+
+    def info(self) -> dict[str, Any]:
+        """What the results record about the scorer; a non-fp32 one adds its measured agreement with fp32."""
+        out: dict[str, Any] = {"name": self.name, "fingerprint": self.fingerprint, "fallback": self.fallback}
+        if self.precision is not None:
+            out["precision"] = self.precision
+        if self.precision not in (None, "fp32"):
+            out["precision_agreement"] = getattr(self._scorer, "precision_agreement", None) or {
+                "measured": False, "reason": "the scorer was not loaded in this run (every score came from the cache)"}
+        return out
 
     @property
     def fallback(self) -> bool:
@@ -208,10 +287,12 @@ def _hub_checkpoint(variant: str, allow_download: bool) -> tuple[Path | None, st
 
 def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir: str | None = None,
                    device: str = "cpu", allow_download: bool = True, label: str | None = None,
-                   cache_dir: str | None = None, use_cache: bool = True) -> ScorerHandle:
+                   cache_dir: str | None = None, use_cache: bool = True, batch_size: int | str = "auto",
+                   precision: str = "fp32") -> ScorerHandle:
     """Decide which scorer a run uses, without loading its model. Explicit choices fail when unavailable."""
     if label is not None and not choice.startswith("hf:"):
         raise ScorerError(f"--scorer-label {label}: only hf:PATH scorers take a label, not '{choice}'.")
+    check_scorer_options(choice, batch_size, precision)
     if choice.startswith("hf:"):  # any local sequence classifier
         from harness.hf_scorer import resolve_hf
         return resolve_hf(choice, label, device)
@@ -223,20 +304,22 @@ def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_d
                           f"{did_you_mean(choice, (*CHOICES, 'hf:PATH', 'perspective'))}.")
     if choice == "profanity":
         return ScorerHandle("profanity", profanity_fingerprint(), ProfanityScorer)
+
+    def detoxify(name: str, path: Path) -> ScorerHandle:
+        return ScorerHandle(name, detoxify_fingerprint(name, path, precision),
+                            lambda: DetoxifyScorer(path, config_dir, device, name, batch_size, precision),
+                            precision=precision)
+
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise ScorerError(f"--detoxify-checkpoint {path}: file not found. Fix: pass the path of a Detoxify "
                               ".ckpt file, or use --toxicity-scorer profanity.")
-        name = choice if choice.startswith("detoxify-") else f"detoxify:{path.stem}"
-        return ScorerHandle(name, detoxify_fingerprint(name, path),
-                            lambda: DetoxifyScorer(path, config_dir, device, name=name))
+        return detoxify(choice if choice.startswith("detoxify-") else f"detoxify:{path.stem}", path)
     variant = "original" if choice in ("auto", "detoxify") else choice.split("-", 1)[1]
     path, reason = _hub_checkpoint(variant, allow_download)
     if path is not None:
-        name = f"detoxify-{variant}"
-        handle = ScorerHandle(name, detoxify_fingerprint(name, path),
-                              lambda: DetoxifyScorer(path, config_dir, device, name=name))
+        handle = detoxify(f"detoxify-{variant}", path)
         if choice != "auto":
             return handle
         try:  # auto: only use Detoxify if it really loads (config + tokenizer available offline)
@@ -256,7 +339,9 @@ def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_d
 
 
 def load_scorer(choice: str = "auto", checkpoint: str | None = None, config_dir: str | None = None,
-                device: str = "cpu", allow_download: bool = True) -> tuple[Any, list[str]]:
+                device: str = "cpu", allow_download: bool = True, batch_size: int | str = "auto",
+                precision: str = "fp32") -> tuple[Any, list[str]]:
     """Return ``(scorer, warnings)`` with the model loaded."""
-    handle = resolve_scorer(choice, checkpoint, config_dir, device, allow_download)
+    handle = resolve_scorer(choice, checkpoint, config_dir, device, allow_download, batch_size=batch_size,
+                            precision=precision)
     return handle.load(), handle.warnings

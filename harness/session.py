@@ -45,6 +45,8 @@ class RunOptions:
     scorer_label: str | None = None      # hf: scorers: the toxic class when the config is ambiguous
     detoxify_checkpoint: str | None = None
     detoxify_config_dir: str | None = None
+    score_batch_size: int | str = "auto"  # Detoxify rows per batch, or auto (a padded-token budget)
+    scorer_precision: str = "fp32"       # fp32 | bf16 | int8 (part of the scorer fingerprint)
     trust_remote_code: bool = False
     chat_template: str = "auto"          # auto | on | off (on/off override the suites)
     cache_dir: str | None = None
@@ -201,10 +203,10 @@ class HarnessSession:
             o = self.options
             self._scorer = resolve_scorer(o.toxicity_scorer, o.detoxify_checkpoint, o.detoxify_config_dir,
                                           "cpu" if o.device == "cpu" else "auto", label=o.scorer_label,
-                                          cache_dir=o.cache_dir, use_cache=o.use_cache)
+                                          cache_dir=o.cache_dir, use_cache=o.use_cache,
+                                          batch_size=o.score_batch_size, precision=o.scorer_precision)
             self.warnings.extend(self._scorer.warnings)
-            self.scorer_info = {"name": self._scorer.name, "fingerprint": self._scorer.fingerprint,
-                                "fallback": self._scorer.fallback}
+            self.scorer_info = self._scorer.info()
             self.timings.add("scorer_resolve", time.perf_counter() - t)
         return self._scorer
 
@@ -215,6 +217,7 @@ class HarnessSession:
             t = time.perf_counter()
             handle.load()
             self.timings.add("scorer_load", time.perf_counter() - t)
+            self.scorer_info.update(handle.info())  # a non-fp32 scorer's agreement with fp32, measured on load
         return handle._scorer
 
     def _chat_option(self) -> str:
@@ -319,6 +322,9 @@ class HarnessSession:
         r = self.roles[role]
         r.generated += len(items)
         backend = self.backend(role)
+        from harness.scoring import prefetcher
+
+        prefetch = prefetcher(self.scorer, self.options.device)  # GPU scorer: score batches as they finish
         t = time.perf_counter()
         for chat in (False, True):
             group = [it for it in items if it[2] == chat]
@@ -329,9 +335,14 @@ class HarnessSession:
                 fresh = {group[b][0]: _gen_dict(o) for b, o in zip(batch, outs)}
                 self.cache.put_generations(fresh)
                 hits.update(fresh)
+                if prefetch is not None:
+                    prefetch.submit([o.text for o in outs])
 
             with self.progress_context() if self.options.progress else contextlib.nullcontext():
                 backend.generate([it[1] for it in group], progress=self.options.progress, chat=chat, on_batch=store)
+        if prefetch is not None:
+            prefetch.wait()
+            self.timings.add("scoring_overlapped", prefetch.busy_s)
         self.timings.add("generation", time.perf_counter() - t)
         for p in sorted(getattr(backend, "truncated_prompts", ())):
             self.warnings.append(f"prompt truncated to fit the context of {r.path}: {p[:80]!r}")
