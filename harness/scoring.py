@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from harness.errors import ScorerError, did_you_mean
 from harness.scoring_detoxify import (  # noqa: F401  (re-exported)
-    AGREEMENT_TEXTS, CORPUS, PRECISIONS, ScorePrefetcher, _check_options, _convert, check_scorer_options,
+    AGREEMENT_TEXTS, CORPUS, PRECISIONS, ScorePrefetcher, _check_options, check_scorer_options, converter,
     checkpoint_config, corpus_probe, precision_agreement, prefetcher)
 
 CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
@@ -141,9 +141,10 @@ class DetoxifyScorer:
         self.precision_agreement: dict[str, Any] | None = None
         self.prefetched: dict[str, list[float]] = {}  # rows a ScorePrefetcher computed during generation
         if precision != "fp32":
+            convert = converter(precision, self.device, path)
             probe = corpus_probe()
             reference = self.score(probe) if probe else []
-            self.model = _convert(self.model, precision, self.device, path)
+            self.model = convert(self.model)
             self.precision_agreement = precision_agreement(reference, self.score(probe)) if probe else {
                 "measured": False, "reason": f"bundled corpus {CORPUS} not found"}
 

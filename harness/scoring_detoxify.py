@@ -1,7 +1,7 @@
 """Detoxify scorer support: checkpoint validation, precisions and their agreement, GPU prefetch.
 
 ``checkpoint_config`` checks a loaded checkpoint field by field (a ScorerError names the file, the
-field and the fix); ``_convert`` gives a model in bf16 or int8; ``precision_agreement`` compares its
+field and the fix); ``converter`` gives a model in bf16 or int8; ``precision_agreement`` compares its
 scores with fp32's; ``ScorePrefetcher`` scores finished generation batches while the next generates.
 """
 
@@ -140,8 +140,9 @@ def _check_options(batch_size: int | str, precision: str) -> None:
         raise ScorerError(f"--score-batch-size {batch_size!r}: not a positive integer or 'auto'.")
 
 
-def _convert(model: Any, precision: str, device: Any, path: Path) -> Any:
-    """The model at ``precision``: bf16 weights, or int8 dynamic quantisation of Linear layers (CPU)."""
+def converter(precision: str, device: Any, path: Path) -> Callable[[Any], Any]:
+    """A function giving the model at ``precision`` (bf16 weights, or int8 dynamic quantisation of the
+    Linear layers on CPU); raises ScorerError first when this device or torch cannot do it."""
     import warnings
 
     import torch
@@ -149,7 +150,7 @@ def _convert(model: Any, precision: str, device: Any, path: Path) -> Any:
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ScorerError(f"{path}: --scorer-precision bf16 but this GPU has no bfloat16. Fix: use fp32.")
-        return model.to(torch.bfloat16)
+        return lambda model: model.to(torch.bfloat16)
     if device.type != "cpu":
         raise ScorerError(f"{path}: --scorer-precision int8 is dynamic quantisation for the CPU. Fix: use bf16 on "
                           "a GPU, or --device cpu.")
@@ -157,9 +158,12 @@ def _convert(model: Any, precision: str, device: Any, path: Path) -> Any:
     if quantize is None or not hasattr(quantize, "quantize_dynamic"):
         raise ScorerError(f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic: "
                           "--scorer-precision int8 is unavailable. Fix: use fp32 or bf16.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its deprecation notice (moving to torchao) is not the user's to act on
-        return quantize.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+    def int8(model: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation notice (moving to torchao) is not the user's to act on
+            return quantize.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return int8
 
 
 def corpus_probe(n: int = AGREEMENT_TEXTS) -> list[str]:

@@ -356,6 +356,14 @@ def test_non_fp32_precision_changes_the_fingerprint_and_measures_agreement(tiny_
     assert _close(rows, detox.score(TEXTS), 0.2) and rows != detox.score(TEXTS)
 
 
+def test_int8_on_a_gpu_is_refused_before_any_work(tmp_path):
+    import torch
+
+    with pytest.raises(ScorerError, match="int8 is dynamic quantisation for the CPU. Fix: use bf16 on a GPU"):
+        scoring.converter("int8", torch.device("cuda"), tmp_path / "x.ckpt")
+    assert callable(scoring.converter("int8", torch.device("cpu"), tmp_path / "x.ckpt"))
+
+
 def test_agreement_counts_flips_and_rank_correlation():
     ref = [{"toxicity": v, "insult": 0.0} for v in (0.1, 0.4, 0.6, 0.9)]
     other = [{"toxicity": v, "insult": 0.05} for v in (0.1, 0.55, 0.45, 0.9)]
@@ -374,8 +382,8 @@ def test_profanity_has_no_precision(tiny_detoxify):
 def test_handle_info_records_precision_and_agreement_only_once_measured(tiny_detoxify):
     handle = scoring.resolve_scorer("detoxify", checkpoint=str(tiny_detoxify), precision="int8")
     assert handle.fingerprint.endswith(":int8") and handle.info()["precision"] == "int8"
-    assert handle.info()["precision_agreement"] == {"measured": False, "reason": "the scorer was not loaded in this run "
-                                          "(every score came from the cache)"}
+    assert handle.info()["precision_agreement"] == {
+        "measured": False, "reason": "the scorer was not loaded in this run (every score came from the cache)"}
     handle.load()
     assert handle.info()["precision_agreement"]["measured"] is True
     plain = scoring.resolve_scorer("detoxify", checkpoint=str(tiny_detoxify))
