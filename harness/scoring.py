@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from harness.errors import ScorerError, did_you_mean
 from harness.scoring_detoxify import (  # noqa: F401  (re-exported)
-    AGREEMENT_TEXTS, CORPUS, PRECISIONS, ScorePrefetcher, _check_options, check_scorer_options, converter,
-    checkpoint_config, corpus_probe, precision_agreement, prefetcher)
+    AGREEMENT_TEXTS, CORPUS, PRECISIONS, PROBE_WORDS, ScorePrefetcher, _check_options, check_scorer_options,
+    checkpoint_config, converter, corpus_probe, precision_agreement, prefetcher)
 
 CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
 # Detoxify's label names, standardised the way Detoxify does it.
@@ -145,7 +145,9 @@ class DetoxifyScorer:
             probe = corpus_probe()
             reference = self.score(probe) if probe else []
             self.model = convert(self.model)
-            self.precision_agreement = precision_agreement(reference, self.score(probe)) if probe else {
+            self.precision_agreement = precision_agreement(reference, self.score(probe), source=(
+                f"bundled corpus: {len(probe)} evenly spaced documents of fixtures/corpus/train.txt, first "
+                f"{PROBE_WORDS} words each")) if probe else {
                 "measured": False, "reason": f"bundled corpus {CORPUS} not found"}
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:

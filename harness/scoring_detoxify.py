@@ -17,6 +17,7 @@ from harness.errors import ScorerError, did_you_mean
 
 PRECISIONS = ("fp32", "bf16", "int8")
 AGREEMENT_TEXTS = 128                        # bundled-corpus texts a non-fp32 scorer also scores at fp32
+PROBE_WORDS = 24                             # ... each cut to its first 24 words
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus" / "train.txt"
 _ALLOWED_MODELS = ("BertForSequenceClassification", "RobertaForSequenceClassification",
                    "XLMRobertaForSequenceClassification", "AlbertForSequenceClassification")
@@ -166,24 +167,25 @@ def converter(precision: str, device: Any, path: Path) -> Callable[[Any], Any]:
     return int8
 
 
-def corpus_probe(n: int = AGREEMENT_TEXTS) -> list[str]:
-    """``n`` evenly spaced documents of the bundled corpus (empty when it is not installed)."""
+def corpus_probe(n: int = AGREEMENT_TEXTS, words: int = PROBE_WORDS) -> list[str]:
+    """``n`` evenly spaced bundled-corpus documents, each cut to its first ``words`` words (about a
+    20-token continuation, and cheap to score twice); empty when the corpus is not installed."""
     if not CORPUS.is_file():
         return []
-    lines = [x for x in CORPUS.read_text(encoding="utf-8").splitlines() if x.strip()]
+    lines = [" ".join(x.split()[:words]) for x in CORPUS.read_text(encoding="utf-8").splitlines() if x.strip()]
     step = max(len(lines) // n, 1)
     return lines[::step][:n]
 
 
 def precision_agreement(reference: Sequence[dict[str, float]], other: Sequence[dict[str, float]],
-              label: str = "toxicity", threshold: float = 0.5) -> dict[str, Any]:
+              label: str = "toxicity", threshold: float = 0.5, source: str = "") -> dict[str, Any]:
     """How far ``other`` scores are from fp32 ``reference`` scores of the same texts."""
     from scipy.stats import spearmanr
 
     ref, oth = [r[label] for r in reference], [r[label] for r in other]
     flips = sum((a >= threshold) != (b >= threshold) for a, b in zip(ref, oth))
     rho = float(spearmanr(ref, oth).statistic) if len(ref) > 2 else float("nan")
-    return {"measured": True, "texts": len(ref), "source": "bundled corpus", "label": label,
+    return {"measured": True, "texts": len(ref), "source": source, "label": label,
             "max_abs_diff": max((abs(a[k] - b[k]) for a, b in zip(reference, other) for k in a), default=0.0),
             "spearman": rho if math.isfinite(rho) else None, "flips_at_0.5": flips,
             "flip_fraction": flips / len(ref) if ref else None,
