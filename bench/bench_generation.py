@@ -549,8 +549,12 @@ def emit(args, report: str) -> None:
     """Print the report; write it to ``--write-results`` only when that flag was given."""
     print(report)
     if args.write_results:
-        Path(args.write_results).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.write_results).write_text(report)
+        out = Path(args.write_results)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        begin, end = "<!-- bench_scoring:begin -->", "<!-- bench_scoring:end -->"
+        old = out.read_text(encoding="utf-8") if out.is_file() else ""
+        keep = old[old.index(begin):old.index(end) + len(end)] + "\n" if begin in old and end in old else ""
+        out.write_text(report.rstrip("\n") + ("\n\n" + keep if keep else "\n"))   # bench_scoring's section stays
         print(f"written to {args.write_results}")
 
 

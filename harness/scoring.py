@@ -213,12 +213,17 @@ class DetoxifyScorer:
             return torch.sigmoid(logits.float()).cpu().tolist()
 
 
+_MEMO_DIR: dict[str, Any] = {}   # {"dir": the run's fingerprint memo directory, or None}: set by resolve_scorer
+
+
 def detoxify_fingerprint(name: str, checkpoint: Path, precision: str = "fp32") -> str:
-    """Name + weights hash; a non-fp32 precision is part of it (its scores never mix with fp32's in the cache)."""
+    """Name + weights hash; a non-fp32 precision is part of it (its scores never mix with fp32's in the cache).
+    The hash is memoized in the run's cache directory (in the process only with --no-cache)."""
     from harness.models import file_sha256
 
     suffix = "" if precision == "fp32" else f":{precision}"
-    return f"{name}:sha256:{file_sha256(Path(checkpoint))}{suffix}"
+    memo = {"memo_dir": _MEMO_DIR["dir"]} if "dir" in _MEMO_DIR else {}
+    return f"{name}:sha256:{file_sha256(Path(checkpoint), **memo)}{suffix}"
 
 
 def profanity_fingerprint() -> str:
@@ -307,6 +312,12 @@ def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_d
                           f"{did_you_mean(choice, (*CHOICES, 'hf:PATH', 'perspective'))}.")
     if choice == "profanity":
         return ScorerHandle("profanity", profanity_fingerprint(), ProfanityScorer)
+    if use_cache:
+        from harness.cache import default_cache_dir
+
+        _MEMO_DIR["dir"] = cache_dir or default_cache_dir()
+    else:
+        _MEMO_DIR["dir"] = None
 
     def detoxify(name: str, path: Path) -> ScorerHandle:
         return ScorerHandle(name, detoxify_fingerprint(name, path, precision),

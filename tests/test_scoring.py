@@ -490,3 +490,20 @@ def test_session_overlap_gives_the_same_samples(tiny_model_dir, tiny_detoxify, t
     assert timings["scoring_overlapped"] > 0 and left == {}
     assert [s["text"] for s in overlapped] == [s["text"] for s in plain]
     assert _close([s["scores"] for s in overlapped], [s["scores"] for s in plain], 1e-5)
+
+
+def test_detoxify_fingerprint_memo_follows_the_run_cache(tmp_path, monkeypatch):
+    """--no-cache writes no fingerprint memo anywhere; --cache-dir DIR keeps it there (issue 12, item 18)."""
+    from pathlib import Path
+
+    from harness import scoring
+
+    ckpt = next((Path(__file__).resolve().parent.parent / "fixtures" / "detoxify-tiny").glob("*.ckpt"))
+    default = tmp_path / "default"
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(default))
+    monkeypatch.setattr(scoring, "_MEMO_DIR", {})
+    scoring.resolve_scorer("detoxify", str(ckpt), use_cache=False)
+    assert not default.exists() or not any(default.rglob("*"))
+    chosen = tmp_path / "chosen"
+    scoring.resolve_scorer("detoxify", str(ckpt), cache_dir=str(chosen), use_cache=True)
+    assert any(chosen.rglob("fingerprints.json")) and (not default.exists() or not any(default.rglob("*")))
