@@ -554,7 +554,7 @@ def emit(args, report: str) -> None:
         begin, end = "<!-- bench_scoring:begin -->", "<!-- bench_scoring:end -->"
         old = out.read_text(encoding="utf-8") if out.is_file() else ""
         keep = old[old.index(begin):old.index(end) + len(end)] + "\n" if begin in old and end in old else ""
-        out.write_text(report.rstrip("\n") + ("\n\n" + keep if keep else "\n"))   # bench_scoring's section stays
+        out.write_text(report.rstrip("\n") + "\n\n" + keep if keep else report)   # bench_scoring's section stays
         print(f"written to {args.write_results}")
 
 
