@@ -42,8 +42,8 @@ def resolves_to_cpu_build(*spec: str) -> bool:
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report",
-               str(report), *spec]
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--retries", "1",
+               "--timeout", "15", "--report", str(report), *spec]   # an unreachable index fails fast
         try:
             if subprocess.run(cmd, capture_output=True, timeout=900).returncode != 0 or not report.exists():
                 return False
