@@ -42,8 +42,8 @@ def resolves_to_cpu_build(*spec: str) -> bool:
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--retries", "1",
-               "--timeout", "15", "--report", str(report), *spec]   # an unreachable index fails fast
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report",
+               str(report), *spec]
         try:
             if subprocess.run(cmd, capture_output=True, timeout=900).returncode != 0 or not report.exists():
                 return False
@@ -81,7 +81,8 @@ def install_torch(build: str) -> int:
     if build == "cuda":
         ok = pip("torch")
     else:   # the first candidate whose resolution pulls no CUDA packages
-        candidates = [("torch", "--index-url", CPU_INDEX), (PINNED,)]
+        fast = ("--retries", "1", "--timeout", "15")   # the probe and the install resolve alike
+        candidates = [("torch", "--index-url", CPU_INDEX, *fast), (PINNED, *fast)]
         chosen = next((c for c in candidates if resolves_to_cpu_build(*c)), None)
         if chosen is None:
             print("warning: no CPU-only torch build is reachable from here; installing the default build.",
