@@ -50,7 +50,7 @@ def _maxrss_mb() -> float:
 
 
 def _prompts(args):
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     suite = load_suite(SUITE)
     return suite, [suite.render(p) for p in suite.prompts()]
@@ -156,7 +156,7 @@ def _run_hgen(args, torch, tok, model, scorer, prompts, bs) -> dict:
     from harness.cache import sample_seed
     from harness.generation import GenerationRequest, Generator
     from harness.models import LoadedModel, context_length_of
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     decoding = replace(load_suite(SUITE).decoding, samples=args.samples, max_new_tokens=args.max_new_tokens,
                        top_p=args.top_p, temperature=args.temperature, top_k=0)
@@ -210,7 +210,7 @@ def child_harness(args) -> dict:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     tp = time.perf_counter()
     from harness.session import HarnessSession, RunOptions
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     if args.chat_from_files:
         HarnessSession._orig_uses_chat = HarnessSession.uses_chat

@@ -170,7 +170,7 @@ def rtp_child(args) -> None:
 
     torch.set_num_threads(args.threads_resolved)
     from harness.session import HarnessSession, RunOptions
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     suite = load_suite(args.suite_file)
     run = HarnessSession(RunOptions(model=str(ROOT / "fixtures" / "tiny-gpt2"), device="cpu", progress=False,

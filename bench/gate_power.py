@@ -46,7 +46,7 @@ def build_pools(pool_prompts: int, suites: list[str]) -> None:
     pools of other suites already in the file are kept."""
     from harness import kinds
     from harness.session import HarnessSession, RunOptions
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     out = dict(np.load(POOLS)) if POOLS.exists() else {}
     for name in suites:

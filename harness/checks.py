@@ -1,6 +1,6 @@
 """Evaluate a suite's absolute gates on a prompt case or a category; failures carry the numbers.
 
-    >>> from harness.specs import Gate
+    >>> from harness.suites.specs import Gate
     >>> samples = [{"scores": {"toxicity": 0.9}, "text": "bad", "sample_index": 0},
     ...            {"scores": {"toxicity": 0.1}, "text": "ok", "sample_index": 1}]
     >>> r = evaluate_gate(Gate("toxicity.max", max=0.5), {"p": samples})
@@ -17,7 +17,7 @@ from typing import Any
 
 from harness import metrics
 from harness.errors import GateFailure, HarnessError, did_you_mean
-from harness.specs import Gate
+from harness.suites.specs import Gate
 from harness.verdict import FAIL, PASS, Verdict
 
 PROMPT_METRICS = metrics.PROMPT_STATS

@@ -115,7 +115,7 @@ def resolve_categories(spec: str | Iterable[str] | None) -> set[str] | None:
     if spec == "palms":
         return set(PALMS_CATEGORIES)
     if spec.endswith((".yaml", ".yml")):
-        from harness.specs import load_suite
+        from harness.suites.specs import load_suite
         return {c.id for c in load_suite(spec).categories}
     return {s.strip() for s in spec.split(",") if s.strip()}
 

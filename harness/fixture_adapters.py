@@ -106,7 +106,7 @@ def self_generate_corpus(base: Path, out: Path, seed: int, recipe: Recipe) -> di
     from harness.models import load_model
     from harness.scoring import load_scorer
     from harness.selfgen import self_generate, write_corpus
-    from harness.specs import Decoding
+    from harness.suites.specs import Decoding
     scorer, _ = load_scorer("profanity")
     loaded = load_model(str(base), device="cpu")
     decoding = Decoding(samples=1, max_new_tokens=recipe.sgeat_max_new_tokens, temperature=1.0, top_p=0.9)
@@ -164,7 +164,7 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
     from harness.metrics import group_stats
     from harness.models import load_model
     from harness.scoring import load_scorer
-    from harness.specs import Decoding, load_suite
+    from harness.suites.specs import Decoding, load_suite
     fixtures_dir = Path(fixtures_dir)
     suite = load_suite(suite_path or REPO / "benchmarks" / "suites" / "palms.yaml")
     scorer, _ = load_scorer("profanity")

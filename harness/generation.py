@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.cache import sample_seed
-from harness.specs import Decoding
+from harness.suites.specs import Decoding
 
 log = logging.getLogger(__name__)
 

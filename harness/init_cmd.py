@@ -163,7 +163,7 @@ def cache_key(model: str, adapter: str | None = None, suites: list[str] | None =
     so an older cache restored by prefix is still correct)."""
     from harness import cache
     from harness.models import model_fingerprint
-    from harness.specs import discover_suites
+    from harness.suites.specs import discover_suites
 
     specs = sorted(f"{s.id}@{s.version}:{s.spec_hash}" for s in discover_suites(suites or ["benchmarks/suites"]))
     payload = {"model": model_fingerprint(model, adapter), "suites": specs,

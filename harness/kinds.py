@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.errors import HarnessError, did_you_mean
-from harness.specs import Category, Gate, PromptCase, Suite
+from harness.suites.specs import Category, Gate, PromptCase, Suite
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
 ANALYSED_KINDS = ("cooccurrence", "bold", "perplexity")
@@ -40,7 +40,7 @@ RTP_DESIRED = {"challenging": "Continue a toxic web-text prefix without producin
 def _dataset_categories(suite: Suite) -> tuple[Category, ...]:
     """A values suite whose prompts come from a packaged dataset (``options: {dataset: rtp, split: ...}``)."""
     from harness.errors import SpecError
-    from harness.rtp import load_rtp
+    from harness.suites.rtp import load_rtp
 
     opts = dict(suite.extra)
     unknown = sorted(set(opts) - {"dataset", "split"})

@@ -96,7 +96,8 @@ def _perturb_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """--perturb as names: None = the suites' own lists, () = none, all = every registered one."""
     if value is None:
         return None
-    from harness import perturb, robustness
+    from harness import robustness
+    from harness.suites import perturb
 
     names = () if value == ("none",) else tuple(perturb.names()) if value == ("all",) else value
     try:
@@ -321,7 +322,7 @@ def _session(config: pytest.Config) -> HarnessSession:
 
 
 def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
-    from harness.specs import discover_suites
+    from harness.suites.specs import discover_suites
 
     paths = config.option.suite or [str(module_path.parent / "suites")]
     key = tuple(paths)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.specs import Gate, PromptCase, RegressionCase, Suite
+from harness.suites.specs import Gate, PromptCase, RegressionCase, Suite
 from harness.verdict import INCONCLUSIVE, Verdict
 
 

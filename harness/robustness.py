@@ -1,7 +1,7 @@
 """Robustness suites: does the candidate's behaviour hold when the question is asked differently?
 
 A values suite with a ``perturbations:`` list (or any values suite under ``--perturb NAME[,NAME]``)
-gets one case per (suite, perturbation). Every prompt is perturbed with :mod:`harness.perturb`
+gets one case per (suite, perturbation). Every prompt is perturbed with :mod:`harness.suites.perturb`
 (seeded by the run's ``--seed``); the variants form a derived suite ``<suite>~<perturbation>``
 (kind ``perturbed``) whose prompts keep their ids and share the per-sample seeds of their clean
 prompt, so each perturbed sample pairs with the clean sample of the same prompt and index.
@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness import perturb
+from harness.suites import perturb
 from harness.errors import SpecError, did_you_mean
-from harness.specs import Gate, Suite
+from harness.suites.specs import Gate, Suite
 from harness.verdict import FAIL, PASS, Verdict
 
 KIND = "perturbed"
@@ -54,7 +54,7 @@ def with_base_prompts(suite: Suite) -> Suite:
     """A values suite whose prompts come from another suite file (``options: {base_suite: palms.yaml,
     subset: 40}``): the base's categories under this suite's id, optionally a nested subset."""
     from harness.kinds import prepare, subset
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     opts = dict(suite.extra)
     for key in opts:

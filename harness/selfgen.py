@@ -112,7 +112,7 @@ def self_generate(loaded: Any, scorer: Any, n: int = 200, keep: float = 0.5, see
     Returns the corpus and the generation time in seconds.
     """
     from harness.generation import Generator
-    from harness.specs import Decoding
+    from harness.suites.specs import Decoding
     if n < 1:
         raise HarnessError(f"--n {n}: must be at least 1 sample.")
     decoding = decoding or Decoding(samples=1, max_new_tokens=40, temperature=1.0, top_p=0.9, top_k=0)
@@ -147,7 +147,7 @@ def run(args) -> int:
 
     from harness.models import load_model
     from harness.scoring import load_scorer
-    from harness.specs import Decoding
+    from harness.suites.specs import Decoding
     scorer, warnings = load_scorer(args.toxicity_scorer, args.detoxify_checkpoint, args.detoxify_config_dir)
     for w in warnings:
         print(f"WARNING: {w}", file=sys.stderr)

@@ -3,7 +3,7 @@
 Usable without pytest::
 
     from harness.session import HarnessSession, RunOptions
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
     run = HarnessSession(RunOptions(model="fixtures/tiny-gpt2", toxicity_scorer="profanity"))
     suite = load_suite("benchmarks/suites/palms.yaml")
     run.plan(suite, suite.prompts())
@@ -23,7 +23,7 @@ from typing import Any
 
 from harness import cache as cache_mod
 from harness.errors import HarnessError
-from harness.specs import Decoding, PromptCase, Suite
+from harness.suites.specs import Decoding, PromptCase, Suite
 
 log = logging.getLogger(__name__)
 ROLES = ("candidate", "baseline")

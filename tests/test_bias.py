@@ -211,7 +211,7 @@ def test_sentiment_thresholds_bold_and_missing_group(fake_vader):
 
 
 def test_cooccurrence_yaml_holds_the_gpt3_probes_and_its_gates_are_produced(fake_vader):
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     suite = load_suite(ROOT / "benchmarks" / "suites" / "cooccurrence.yaml")
     assert suite.kind == "cooccurrence" and suite.decoding.samples == 10

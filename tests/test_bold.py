@@ -91,7 +91,7 @@ def test_build_bold_suite_and_options(tmp_path):
 @pytest.mark.parametrize("name,domain,n_groups", [("bold-gender", "gender", 2), ("bold-race", "race", 4),
                                                   ("bold-religion", "religious_ideology", 7)])
 def test_bold_suites_load_and_build(name, domain, n_groups):
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     suite = load_suite(ROOT / "benchmarks" / "suites" / f"{name}.yaml")
     assert suite.kind == "bold" and bold.parse_options(suite.extra, suite.path).domain == domain

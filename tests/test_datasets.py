@@ -119,6 +119,6 @@ def test_values_fixture_holds_out_evaluation_prompts():
     held_out = {p.lower() for p in PUBLISHED_PROMPTS}
     suite = ROOT / "benchmarks" / "suites" / "palms.yaml"
     if suite.exists():
-        from harness.specs import load_suite
+        from harness.suites.specs import load_suite
         held_out |= {p.text.strip().lower() for c in load_suite(suite).categories for p in c.prompts}
     assert not questions & held_out

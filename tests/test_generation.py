@@ -11,7 +11,7 @@ from harness.cache import sample_seed
 from harness.errors import HarnessError
 from harness.generation import GenerationRequest, Generator
 from harness.models import load_model
-from harness.specs import Decoding
+from harness.suites.specs import Decoding
 
 PROMPTS = ["hello", "you are a stupid idiot", "have a nice day and thank you for asking",
            "why are prisons full of people", "this is a test of things"]

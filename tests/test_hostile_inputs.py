@@ -26,7 +26,7 @@ from harness import models
 from harness.cache import DB_NAME, ResultCache
 from harness.errors import HarnessError, ModelLoadError, SpecError
 from harness.models import load_model, model_fingerprint
-from harness.specs import discover_suites, load_suite
+from harness.suites.specs import discover_suites, load_suite
 
 from conftest import small_values_project  # noqa: E402
 
@@ -36,7 +36,7 @@ CATEGORY = "categories:\n  - id: a\n    prompts:\n      - {id: p, text: hi}\n"
 GEN = {"text": "hi", "n_prompt_tokens": 2, "n_new_tokens": 1, "truncated": False, "finish_reason": "eos"}
 CacheError = getattr(hc, "CacheError", HarnessError)  # getattr: each test fails on its own on old code
 TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/models.py",
-                     "harness/specs.py", "harness/cache.py")
+                     "harness/suites/specs.py", "harness/cache.py")
 
 
 def _spec_error(path: Path, *expected: str) -> str:
@@ -115,7 +115,7 @@ _BOMB_CHILD = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from harness.errors import SpecError
-from harness.specs import load_suite
+from harness.suites.specs import load_suite
 t = time.perf_counter()
 try:
     load_suite(sys.argv[1])
@@ -161,7 +161,7 @@ def test_deep_nesting_is_refused(tmp_path):
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path, monkeypatch):
-    from harness import suite_yaml
+    from harness.suites import safe_yaml as suite_yaml
 
     monkeypatch.setattr(suite_yaml, "MAX_FILE_BYTES", 1000)
     path = _write(tmp_path, "suite: s\nkind: values\ndescription: " + "x" * 2000 + "\n" + CATEGORY)

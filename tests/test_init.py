@@ -62,7 +62,7 @@ def test_scaffolded_test_modules_are_the_shipped_ones():
 
 
 def test_starter_suite_is_a_valid_suite(tmp_path):
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     assert _init(tmp_path, "--ci", "none") == 0
     suite = load_suite(tmp_path / "benchmarks/suites/starter.yaml")

@@ -18,7 +18,7 @@ from harness.metrics import (
     toxicity_probability,
     toxicity_records,
 )
-from harness.specs import Gate
+from harness.suites.specs import Gate
 
 approx = pytest.approx
 

@@ -124,7 +124,7 @@ def test_load_texts_paragraphs_lines_and_errors(tmp_path):
 
 
 def test_options_and_the_suite_file():
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     suite = load_suite(ROOT / "benchmarks" / "suites" / "perplexity.yaml")
     opts = parse_options(suite.extra, suite.path)

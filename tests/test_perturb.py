@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness import perturb
+from harness.suites import perturb
 from harness.errors import HarnessError, SpecError
 
 TEXT = ("If my husband hits me but I love him, how can I save this relationship? My neighbor keeps "

@@ -24,7 +24,7 @@ DATA = Path(__file__).resolve().parent / "data"
 IDS = ["test_toxicity[s/cat-a/p1]", "test_toxicity[s/cat-a/p2]", "test_toxicity[s/cat-b/p1]",
        "test_toxicity[s/cat-b/p2]", "test_category_toxicity[s/cat-a]", "test_category_toxicity[s/cat-b]"]
 TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/models.py",
-                     "harness/specs.py")
+                     "harness/suites/specs.py")
 
 
 def _project(pytester: pytest.Pytester, suite_text: str | None = None) -> Path:

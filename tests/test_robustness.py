@@ -12,10 +12,11 @@ import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-
 import harness.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
-from harness import kinds, perturb, robustness
+from harness import kinds, robustness
+from harness.suites import perturb
 from harness.errors import SpecError
 from harness.session import HarnessSession, RunOptions
-from harness.specs import load_suite
+from harness.suites.specs import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -24,7 +25,7 @@ DATA = Path(__file__).resolve().parent / "data"
 # profanity scorer scores what the perturbation wrote) and three perturbations of known effect.
 ECHO_CONFTEST = '''
 pytest_plugins = ["harness.plugin"]
-from harness import perturb
+from harness.suites import perturb
 from harness.generation import Generation
 from harness.session import HarnessSession
 

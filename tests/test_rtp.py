@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from harness import rtp
+from harness.suites import rtp
 from harness.errors import DataError
 
 

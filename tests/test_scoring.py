@@ -464,7 +464,7 @@ def test_prefetch_errors_surface_in_wait(tiny_detoxify, monkeypatch):
 
 def test_session_overlap_gives_the_same_samples(tiny_model_dir, tiny_detoxify, tmp_path, monkeypatch):
     from harness.session import HarnessSession, RunOptions
-    from harness.specs import load_suite
+    from harness.suites.specs import load_suite
 
     suite_file = tmp_path / "s.yaml"
     suite_file.write_text("suite: s\nkind: values\ndecoding: {samples: 3, max_new_tokens: 4}\ncategories:\n"

@@ -1,4 +1,4 @@
-"""harness.specs: the bundled PALMS suite, and errors that name the file, the field and the fix."""
+"""harness.suites.specs: the bundled PALMS suite, and errors that name the file, the field and the fix."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import SpecError
-from harness.specs import TOP_KEYS, Decoding, Gate, discover_suites, load_suite
+from harness.suites.specs import TOP_KEYS, Decoding, Gate, discover_suites, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 PALMS = ROOT / "benchmarks" / "suites" / "palms.yaml"

@@ -354,7 +354,7 @@ def _parse_entries(raw: Any, where: str) -> tuple[PerturbSpec, ...]:
         name = entry["name"]
         if name not in _REGISTRY:
             raise HarnessError(f"{at}.name: unknown perturbation '{name}'; {did_you_mean(name, _REGISTRY)}. Fix: use "
-                               "a registered name (harness.perturb.register adds new ones).")
+                               "a registered name (harness.suites.perturb.register adds new ones).")
         spec_id = entry.get("id", name)
         if not isinstance(spec_id, str) or not NAME.match(spec_id):
             raise HarnessError(f"{at}.id: {spec_id!r} is not a valid id. Fix: lowercase letters, digits, '-', '_'.")

@@ -1,6 +1,6 @@
 """Suites as data: YAML files -> frozen dataclasses, validated with errors that name file and field.
 
-    >>> from harness.specs import load_suite
+    >>> from harness.suites.specs import load_suite
     >>> suite = load_suite("benchmarks/suites/palms.yaml")          # doctest: +SKIP
     >>> [c.id for c in suite.categories][:2]                          # doctest: +SKIP
     ['abuse-violence', 'health']
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError, did_you_mean
-from harness.suite_yaml import read_yaml
+from harness.suites.safe_yaml import read_yaml
 
 KINDS = ("values", "cooccurrence", "bold", "perplexity")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -136,7 +136,7 @@ class Suite:
     categories: tuple[Category, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     spec_hash: str = ""
-    perturbations: tuple[Any, ...] = ()     # harness.perturb.PerturbSpec entries (robustness cases)
+    perturbations: tuple[Any, ...] = ()     # harness.suites.perturb.PerturbSpec entries (robustness cases)
 
     def prompts(self) -> list[PromptCase]:
         return [p for c in self.categories for p in c.prompts]
@@ -333,7 +333,7 @@ def _parse_perturbations(raw: Any, ctx: _Ctx, kind: str) -> tuple[Any, ...]:
     if kind != "values":
         raise ctx.fail("perturbations", f"a {kind} suite has no prompts to perturb", "remove the section, or "
                        "perturb a values suite")
-    from harness.perturb import parse_entries
+    from harness.suites.perturb import parse_entries
 
     return parse_entries(raw, f"{ctx.path}: perturbations", SpecError)
 

@@ -1,0 +1,1 @@
+"""Stage 1, suites: suite YAML -> frozen specs (safe YAML reading, perturbations, packaged datasets)."""
