@@ -4,7 +4,7 @@ Times one workload (PALMS, 40 prompts x k samples, profanity scorer) in fresh ch
 
   naive   HF ``model.generate`` one prompt at a time (num_return_sequences=k), scorer called per text
   floor   hand-written batched, left-padded HF ``generate`` over all prompts x k + one batched score call
-  engine  harness.generation.Generator over the same requests, in the floor's process (isolates the engine)
+  engine  harness.model.generation.Generator over the same requests, in the floor's process (isolates the engine)
   cold    HarnessSession on an empty cache dir: ``samples("candidate", suite.prompts())``
   warm    a second HarnessSession on the same (now full) cache dir; must not load the model
 
@@ -148,14 +148,14 @@ def _run_naive(args, torch, tok, model, scorer, prompts, bs) -> dict:
 
 
 def _run_hgen(args, torch, tok, model, scorer, prompts, bs) -> dict:
-    """The harness's own engine in this process: harness.generation.Generator (per-sample seeds) over all
+    """The harness's own engine in this process: harness.model.generation.Generator (per-sample seeds) over all
     prompts x k, then one batched score call; no session, cache or records. Paired with the floor in the same
     process, it isolates the engine's cost from process start-up and machine-load noise."""
     from dataclasses import replace
 
-    from harness.cache import sample_seed
-    from harness.generation import GenerationRequest, Generator
-    from harness.models import LoadedModel, context_length_of
+    from harness.model.cache import sample_seed
+    from harness.model.generation import GenerationRequest, Generator
+    from harness.model.models import LoadedModel, context_length_of
     from harness.suites.specs import load_suite
 
     decoding = replace(load_suite(SUITE).decoding, samples=args.samples, max_new_tokens=args.max_new_tokens,
@@ -752,7 +752,7 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       "one HF `generate` per batch (HF's sampler, one RNG stream for the batch), decode, one "
       "`ProfanityScorer.score(all texts)`. No per-sample seeds, no cache, no records: the least a batched "
       "pipeline does.")
-    a("- **harness engine (b\\*)**: `harness.generation.Generator(...).generate(requests)` (length-sorted batches, "
+    a("- **harness engine (b\\*)**: `harness.model.generation.Generator(...).generate(requests)` (length-sorted batches, "
       "per-sample seeds via its own logits processor) + one batched score call, in the same process as the "
       "floor and right next to it, with the same model object: the engine's cost without process start-up, "
       "session, cache or load noise. The first generate call of a process pays one-time costs; floor and "

@@ -321,7 +321,7 @@ def _sort_module_sets(path: Path) -> None:
 
 def _fingerprint(path: str) -> str | None:
     try:
-        from harness.models import model_fingerprint
+        from harness.model.models import model_fingerprint
     except ImportError:  # pragma: no cover - models.py is part of the package
         return None
     try:

@@ -103,7 +103,7 @@ def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe, sgeat: 
 
 def self_generate_corpus(base: Path, out: Path, seed: int, recipe: Recipe) -> dict[str, Any]:
     """SGEAT step 1: BOS-only samples from ``base``, profanity-scored, least-toxic half -> ``out``."""
-    from harness.models import load_model
+    from harness.model.models import load_model
     from harness.scoring import load_scorer
     from harness.selfgen import self_generate, write_corpus
     from harness.suites.specs import Decoding
@@ -159,10 +159,10 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
     Prompts: the PALMS suite's 40 evaluation prompts; sampling top_p 0.9, temperature 1.0. Also
     the perplexity on ``data/heldout.txt`` (the quality side of the trade-off) when that file exists.
     """
-    from harness.cache import sample_seed
-    from harness.generation import GenerationRequest, Generator
+    from harness.model.cache import sample_seed
+    from harness.model.generation import GenerationRequest, Generator
     from harness.metrics import group_stats
-    from harness.models import load_model
+    from harness.model.models import load_model
     from harness.scoring import load_scorer
     from harness.suites.specs import Decoding, load_suite
     fixtures_dir = Path(fixtures_dir)

@@ -71,7 +71,7 @@ def plan_labels(id2label: Mapping[Any, str], problem_type: str | None, label: st
 
 
 def _directory(source: str) -> Path:
-    from harness.models import resolve_model_dir
+    from harness.model.models import resolve_model_dir
 
     directory = resolve_model_dir(source)
     if directory is None or not (directory / "config.json").is_file():
@@ -123,7 +123,7 @@ class HFClassifierScorer:
 
 def resolve_hf(choice: str, label: str | None = None, device: str = "cpu") -> Any:
     """A ScorerHandle for ``hf:PATH_OR_ID``: labels planned and files fingerprinted, weights not loaded."""
-    from harness.models import model_fingerprint
+    from harness.model.models import model_fingerprint
 
     source = choice[len(PREFIX):]
     if not source:

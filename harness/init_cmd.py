@@ -161,8 +161,8 @@ def cache_key(model: str, adapter: str | None = None, suites: list[str] | None =
     """``harness-<16 hex>`` over the model fingerprint, the suites' ids/versions/spec hashes and the
     cache format, so a CI cache is restored for the same model and suites (entries are content-addressed,
     so an older cache restored by prefix is still correct)."""
-    from harness import cache
-    from harness.models import model_fingerprint
+    from harness.model import cache
+    from harness.model.models import model_fingerprint
     from harness.suites.specs import discover_suites
 
     specs = sorted(f"{s.id}@{s.version}:{s.spec_hash}" for s in discover_suites(suites or ["benchmarks/suites"]))

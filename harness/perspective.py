@@ -124,7 +124,7 @@ class PerspectiveScorer:
         return text.replace(self._key, "***").replace(urllib.parse.quote(self._key, safe=""), "***")
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        from harness.cache import score_key
+        from harness.model.cache import score_key
 
         keys = [score_key(self.fingerprint, t) for t in texts]
         known = self.cache.get_scores(list(dict.fromkeys(keys))) if self.cache is not None else {}
@@ -203,7 +203,7 @@ def resolve_perspective(choice: str, cache_dir: str | None = None, use_cache: bo
     config, key = config_from_env(choice), api_key()
 
     def factory() -> PerspectiveScorer:
-        from harness import cache as cache_mod
+        from harness.model import cache as cache_mod
 
         cache = cache_mod.ResultCache(cache_dir or cache_mod.default_cache_dir()) if use_cache else None
         return PerspectiveScorer(config, key, cache)

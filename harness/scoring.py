@@ -219,7 +219,7 @@ _MEMO_DIR: dict[str, Any] = {}   # {"dir": the run's fingerprint memo directory,
 def detoxify_fingerprint(name: str, checkpoint: Path, precision: str = "fp32") -> str:
     """Name + weights hash; a non-fp32 precision is part of it (its scores never mix with fp32's in the cache).
     The hash is memoized in the run's cache directory (in the process only with --no-cache)."""
-    from harness.models import file_sha256
+    from harness.model.models import file_sha256
 
     suffix = "" if precision == "fp32" else f":{precision}"
     memo = {"memo_dir": _MEMO_DIR["dir"]} if "dir" in _MEMO_DIR else {}
@@ -313,7 +313,7 @@ def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_d
     if choice == "profanity":
         return ScorerHandle("profanity", profanity_fingerprint(), ProfanityScorer)
     if use_cache:
-        from harness.cache import default_cache_dir
+        from harness.model.cache import default_cache_dir
 
         _MEMO_DIR["dir"] = cache_dir or default_cache_dir()
     else:

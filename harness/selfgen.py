@@ -111,7 +111,7 @@ def self_generate(loaded: Any, scorer: Any, n: int = 200, keep: float = 0.5, see
 
     Returns the corpus and the generation time in seconds.
     """
-    from harness.generation import Generator
+    from harness.model.generation import Generator
     from harness.suites.specs import Decoding
     if n < 1:
         raise HarnessError(f"--n {n}: must be at least 1 sample.")
@@ -145,7 +145,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
-    from harness.models import load_model
+    from harness.model.models import load_model
     from harness.scoring import load_scorer
     from harness.suites.specs import Decoding
     scorer, warnings = load_scorer(args.toxicity_scorer, args.detoxify_checkpoint, args.detoxify_config_dir)

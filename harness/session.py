@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness import cache as cache_mod
+from harness.model import cache as cache_mod
 from harness.errors import HarnessError
 from harness.suites.specs import Decoding, PromptCase, Suite
 
@@ -145,7 +145,7 @@ class HarnessSession:
     def fingerprint(self, role: str) -> str:
         r = self.roles[role]
         if r.fingerprint is None:
-            from harness.models import model_fingerprint
+            from harness.model.models import model_fingerprint
 
             t = time.perf_counter()
             memo = (self.options.cache_dir or cache_mod.default_cache_dir()) if self.options.use_cache else None
@@ -156,7 +156,7 @@ class HarnessSession:
     def tokenizer(self, role: str) -> Any:
         r = self.roles[role]
         if r.tokenizer is None:
-            from harness.models import load_tokenizer
+            from harness.model.models import load_tokenizer
 
             r.tokenizer = r.loaded.tokenizer if r.loaded else load_tokenizer(r.path, self.options.trust_remote_code)
         return r.tokenizer
@@ -164,8 +164,8 @@ class HarnessSession:
     def generator(self, role: str) -> Any:
         r = self.roles[role]
         if r.generator is None:
-            from harness.generation import Generator
-            from harness.models import load_model
+            from harness.model.generation import Generator
+            from harness.model.models import load_model
 
             t = time.perf_counter()
             if self.shard is not None and self.options.device != "cuda":
@@ -188,7 +188,7 @@ class HarnessSession:
             if r.generator is None and self.options.backend != "ray":
                 self.generator(role)
             else:   # the generator is (or will be) remote, Ray actors: load a local copy, never the generator
-                from harness.models import load_model
+                from harness.model.models import load_model
 
                 r.loaded = load_model(r.path, r.adapter, self.options.device, self.options.dtype,
                                       self.options.trust_remote_code, fingerprint=self.fingerprint(role))
@@ -224,7 +224,7 @@ class HarnessSession:
         return {"on": "true", "off": "false"}.get(self.options.chat_template, "auto")
 
     def uses_chat(self, role: str, suite: Suite) -> bool:
-        from harness.models import has_chat_template
+        from harness.model.models import has_chat_template
 
         setting = self._chat_option() if self._chat_option() != "auto" else suite.chat_template
         if setting == "false":
@@ -265,7 +265,7 @@ class HarnessSession:
         todo: list[tuple[tuple[str, str, int], PromptCase, Any, str]] = []
         requests = []
         seeds: dict[str, int] = {}
-        from harness.generation import GenerationRequest
+        from harness.model.generation import GenerationRequest
 
         fingerprint = self.fingerprint(role)
         for suite_id, cases in self.planned.items():
@@ -354,7 +354,7 @@ class HarnessSession:
         if self.options.backend == "ray":
             r = self.roles[role]
             if r.generator is None:
-                from harness.ray_backend import RayGenerator
+                from harness.model.ray_backend import RayGenerator
 
                 t = time.perf_counter()
                 r.generator = RayGenerator(self.options, r.path, r.adapter, self.fingerprint(role))

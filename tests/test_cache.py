@@ -1,4 +1,4 @@
-"""Tests for harness.cache: keys, seeds, SQLite cache roundtrips, concurrency, crashes."""
+"""Tests for harness.model.cache: keys, seeds, SQLite cache roundtrips, concurrency, crashes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache as hc
-from harness.cache import (GEN_VERSION, DB_NAME, NullCache, ResultCache, default_cache_dir,
+from harness.model import cache as hc
+from harness.model.cache import (GEN_VERSION, DB_NAME, NullCache, ResultCache, default_cache_dir,
                            generation_key, sample_seed, score_key)
 from harness.errors import HarnessError
 

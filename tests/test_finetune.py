@@ -123,7 +123,7 @@ def test_lora_two_steps_writes_loadable_adapter_and_report(base, data, tmp_path)
     assert saved["data"]["loss_tokens"] < saved["data"]["tokens"]          # questions are masked
     assert report["parameters"]["trainable"] < report["parameters"]["total"]
     # the harness' own loader accepts it as --adapter
-    from harness.models import load_model
+    from harness.model.models import load_model
     assert load_model(str(base), adapter=str(out), device="cpu").adapter == str(out)
     # a second run into the same directory needs --overwrite
     with pytest.raises(HarnessError, match="not empty"):
@@ -197,7 +197,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 @pytest.mark.skipif(not (FIXTURES / "tiny-gpt2" / "config.json").is_file(), reason="fixtures not built")
 @pytest.mark.parametrize("name", ["tiny-values", "tiny-control", "tiny-sgeat"])
 def test_bundled_adapters_load_and_are_small(name):
-    from harness.models import load_model
+    from harness.model.models import load_model
 
     d = FIXTURES / name
     if not (d / "adapter_model.safetensors").is_file():

@@ -1,4 +1,4 @@
-"""harness.generation on the tiny random GPT-2: per-sample seeds, batching invariance, truncation."""
+"""harness.model.generation on the tiny random GPT-2: per-sample seeds, batching invariance, truncation."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from harness.cache import sample_seed
+from harness.model.cache import sample_seed
 from harness.errors import HarnessError
-from harness.generation import GenerationRequest, Generator
-from harness.models import load_model
+from harness.model.generation import GenerationRequest, Generator
+from harness.model.models import load_model
 from harness.suites.specs import Decoding
 
 PROMPTS = ["hello", "you are a stupid idiot", "have a nice day and thank you for asking",

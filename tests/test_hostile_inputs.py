@@ -21,11 +21,11 @@ import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-process runs)
 import harness.session  # noqa: F401
-from harness import cache as hc
-from harness import models
-from harness.cache import DB_NAME, ResultCache
+from harness.model import cache as hc
+from harness.model import models
+from harness.model.cache import DB_NAME, ResultCache
 from harness.errors import HarnessError, ModelLoadError, SpecError
-from harness.models import load_model, model_fingerprint
+from harness.model.models import load_model, model_fingerprint
 from harness.suites.specs import discover_suites, load_suite
 
 from conftest import small_values_project  # noqa: E402
@@ -35,8 +35,8 @@ DATA = Path(__file__).resolve().parent / "data"
 CATEGORY = "categories:\n  - id: a\n    prompts:\n      - {id: p, text: hi}\n"
 GEN = {"text": "hi", "n_prompt_tokens": 2, "n_new_tokens": 1, "truncated": False, "finish_reason": "eos"}
 CacheError = getattr(hc, "CacheError", HarnessError)  # getattr: each test fails on its own on old code
-TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/models.py",
-                     "harness/suites/specs.py", "harness/cache.py")
+TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/model/models.py",
+                     "harness/suites/specs.py", "harness/model/cache.py")
 
 
 def _spec_error(path: Path, *expected: str) -> str:

@@ -1,4 +1,4 @@
-"""harness.models: loading (eval, padding), memoized fingerprints, adapters, clean load errors."""
+"""harness.model.models: loading (eval, padding), memoized fingerprints, adapters, clean load errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from harness.errors import ModelLoadError
-from harness.models import load_model, model_fingerprint
+from harness.model.models import load_model, model_fingerprint
 
 from conftest import build_lora, build_tiny_gpt2
 
@@ -109,7 +109,7 @@ def test_fingerprint_is_memoized_on_size_and_mtime(model_copy, private_cache):
 
 
 def test_fingerprint_reads_each_file_once(model_copy, private_cache, monkeypatch):
-    from harness import models
+    from harness.model import models
 
     opened = []
     real_open = models.Path.open

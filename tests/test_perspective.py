@@ -15,7 +15,7 @@ import harness.plugin  # noqa: F401  (kept in sys.modules between in-process pyt
 import harness.scoring  # noqa: F401
 import harness.session  # noqa: F401
 from harness import perspective as P
-from harness.cache import ResultCache
+from harness.model.cache import ResultCache
 from harness.errors import ScorerError
 from harness.scoring import resolve_scorer
 

@@ -15,7 +15,7 @@ import harness.plugin  # noqa: F401
 import harness.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
-from harness.models import model_fingerprint
+from harness.model.models import model_fingerprint
 
 from conftest import small_values_project, build_lora, build_tiny_gpt2
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 IDS = ["test_toxicity[s/cat-a/p1]", "test_toxicity[s/cat-a/p2]", "test_toxicity[s/cat-b/p1]",
        "test_toxicity[s/cat-b/p2]", "test_category_toxicity[s/cat-a]", "test_category_toxicity[s/cat-b]"]
-TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/models.py",
+TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/model/models.py",
                      "harness/suites/specs.py")
 
 

@@ -212,7 +212,7 @@ def test_item3_ray_backend_with_a_perplexity_suite(tmp_path, tiny_model_dir):
 def test_item3_perplexity_first_does_not_turn_ray_generation_local(monkeypatch, tiny_model_dir):
     """A perplexity suite analysed before any generation must not install the in-process generator:
     --backend ray would then silently generate locally."""
-    from harness import ray_backend
+    from harness.model import ray_backend
     from harness.session import HarnessSession, RunOptions
 
     class FakeRay:   # stands in for the actors: records that the Ray backend was built

@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parent / "data"
 ECHO_CONFTEST = '''
 pytest_plugins = ["harness.plugin"]
 from harness.suites import perturb
-from harness.generation import Generation
+from harness.model.generation import Generation
 from harness.session import HarnessSession
 
 INSULT = " you stupid idiot"

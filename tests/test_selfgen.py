@@ -87,7 +87,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_self_generate_end_to_end(tiny):
-    from harness.models import load_model
+    from harness.model.models import load_model
     from harness.suites.specs import Decoding
 
     loaded = load_model(str(tiny), device="cpu")

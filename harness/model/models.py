@@ -1,6 +1,6 @@
 """Load a causal LM (+ optional PEFT adapter) once, in eval mode, and fingerprint its files.
 
-    >>> from harness.models import load_model
+    >>> from harness.model.models import load_model
     >>> lm = load_model("fixtures/tiny-gpt2", device="cpu")        # doctest: +SKIP
     >>> lm.fingerprint[:7]                                           # doctest: +SKIP
     'sha256:'
@@ -57,7 +57,7 @@ def _memo_file(memo_dir: Any) -> Path | None:
     if memo_dir is None:
         return None
     if memo_dir is _DEFAULT_DIR:
-        from harness.cache import default_cache_dir
+        from harness.model.cache import default_cache_dir
 
         memo_dir = default_cache_dir()
     return Path(memo_dir).expanduser() / MEMO_NAME

@@ -21,8 +21,8 @@ class _Replica:
                  batch_size: Any, fingerprint: str, threads: int) -> None:
         import torch
 
-        from harness.generation import Generator
-        from harness.models import load_model
+        from harness.model.generation import Generator
+        from harness.model.models import load_model
 
         torch.set_num_threads(max(1, threads))
         self.generator = Generator(load_model(path, adapter, device, dtype, trust_remote_code, fingerprint=fingerprint),
@@ -36,7 +36,7 @@ class _Replica:
 
 
 class RayGenerator:
-    """Same interface as :class:`harness.generation.Generator` (``generate`` with ``on_batch``)."""
+    """Same interface as :class:`harness.model.generation.Generator` (``generate`` with ``on_batch``)."""
 
     def __init__(self, options: Any, path: str, adapter: str | None, fingerprint: str) -> None:
         try:

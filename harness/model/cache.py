@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.cache_checks import (BUSY_TIMEOUT_S, DB_NAME, PROBLEMS, bad_rows_message, database_message,
+from harness.model.cache_checks import (BUSY_TIMEOUT_S, DB_NAME, PROBLEMS, bad_rows_message, database_message,
                                    is_read_only, read_only_message)
 from harness.errors import HarnessError
 

@@ -8,7 +8,7 @@ logits processor draws the token for each row with that row's generator (inverse
 and leaves only it for the greedy step. Same seed => same text, whatever the batching (up to
 floating-point differences between padded and unpadded attention).
 
-    >>> from harness.generation import Generator, GenerationRequest       # doctest: +SKIP
+    >>> from harness.model.generation import Generator, GenerationRequest       # doctest: +SKIP
     >>> gen = Generator(load_model("fixtures/tiny-gpt2", device="cpu"))   # doctest: +SKIP
     >>> gen.generate([GenerationRequest("Hello", 0, seed=1, decoding=Decoding())])[0].text  # doctest: +SKIP
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cache import sample_seed
+from harness.model.cache import sample_seed
 from harness.suites.specs import Decoding
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Stage 2, model: loading models and adapters, batched seeded generation, the content-addressed cache."""
