@@ -181,7 +181,7 @@ def child_baselines(args) -> dict:
     t0 = time.perf_counter()
     torch, tok, model = _hf_load(args.model)
     t1 = time.perf_counter()
-    from harness.scoring import ProfanityScorer
+    from harness.measure.scoring import ProfanityScorer
 
     scorer = ProfanityScorer()
     t2 = time.perf_counter()

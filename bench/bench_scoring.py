@@ -4,7 +4,7 @@ Builds, at bench time and outside the repository, a BertForSequenceClassificatio
 dimensions (random weights, 6 Detoxify classes) plus a WordPiece tokenizer trained on the bundled
 corpus and the RTP prompts, then times on the same texts, side by side in one process:
 
-  harness    harness.scoring.DetoxifyScorer.score (fp32; auto and 64-row batches; bf16; int8)
+  harness    harness.measure.scoring.DetoxifyScorer.score (fp32; auto and 64-row batches; bf16; int8)
   floor      hand-written: tokenize, sort by token count, batches of 64, forward, sigmoid
   arrival    hand-written: batches of 64 in arrival order (what the harness did before issue 15)
   detoxify   the detoxify library's Detoxify(checkpoint=...).predict: chunks of 64, and one call
@@ -146,7 +146,7 @@ def gemm_gflops(repeats=5):
 
 
 def agreement(ref_rows, rows, labels):
-    from harness.scoring import precision_agreement
+    from harness.measure.scoring import precision_agreement
 
     return precision_agreement([dict(zip(labels, r)) for r in ref_rows], [dict(zip(labels, r)) for r in rows],
                                source="the bench texts")
@@ -220,7 +220,7 @@ def measure(args) -> dict:
     torch.set_num_threads(args.threads_resolved)
     from detoxify import Detoxify
 
-    from harness.scoring import DetoxifyScorer
+    from harness.measure.scoring import DetoxifyScorer
 
     res: dict = {"load": {}, "tput": {}, "rows": {}, "extra": {}}
     texts, res["source"] = bench_texts(args.texts, args.seed)
@@ -301,7 +301,7 @@ def measure(args) -> dict:
 
 def tiny_agreement(args) -> dict:
     """bf16/int8 vs fp32 of the bundled trained checkpoint on the bundled corpus (flips at 0.5 are meaningful)."""
-    from harness.scoring import DetoxifyScorer
+    from harness.measure.scoring import DetoxifyScorer
 
     corpus = [x for x in CORPUS.read_text(encoding="utf-8").splitlines() if x.strip()][:args.corpus_texts]
     out = {"n": len(corpus)}
@@ -313,7 +313,7 @@ def tiny_agreement(args) -> dict:
         if p == "fp32":
             ref = rows
         else:
-            from harness.scoring import precision_agreement
+            from harness.measure.scoring import precision_agreement
 
             out[p] = precision_agreement(ref, rows, source="bundled corpus, whole documents")
     return out

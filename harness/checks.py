@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness import metrics
+from harness.measure import metrics
 from harness.errors import GateFailure, HarnessError, did_you_mean
 from harness.suites.specs import Gate
 from harness.verdict import FAIL, PASS, Verdict

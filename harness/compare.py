@@ -28,7 +28,7 @@ from harness.verdict import json_safe
 from harness.stats import (CORRECTIONS, TESTS, Comparison, adjust_comparisons, bootstrap_mean_ci,
                            compare_units)
 
-from harness.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
+from harness.measure.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
 TOXICITY_STATS = ("expected_max", "probability", "toxic_fraction", "mean")
 DEFAULT_METRICS = ("toxicity.expected_max", "toxicity.probability")
 
@@ -292,7 +292,7 @@ def _margins(items: Sequence[str]) -> dict[str, float]:
 
 def _entries(args) -> list[tuple[str, dict, str]]:
     """(name, doc, role) per model, reference first."""
-    from harness.results import read_results
+    from harness.measure.results import read_results
     docs = [read_results(path) for path in args.files]
     if len(docs) == 1:
         present = roles(docs[0])

@@ -104,7 +104,7 @@ def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe, sgeat: 
 def self_generate_corpus(base: Path, out: Path, seed: int, recipe: Recipe) -> dict[str, Any]:
     """SGEAT step 1: BOS-only samples from ``base``, profanity-scored, least-toxic half -> ``out``."""
     from harness.model.models import load_model
-    from harness.scoring import load_scorer
+    from harness.measure.scoring import load_scorer
     from harness.selfgen import self_generate, write_corpus
     from harness.suites.specs import Decoding
     scorer, _ = load_scorer("profanity")
@@ -161,9 +161,9 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
     """
     from harness.model.cache import sample_seed
     from harness.model.generation import GenerationRequest, Generator
-    from harness.metrics import group_stats
+    from harness.measure.metrics import group_stats
     from harness.model.models import load_model
-    from harness.scoring import load_scorer
+    from harness.measure.scoring import load_scorer
     from harness.suites.specs import Decoding, load_suite
     fixtures_dir = Path(fixtures_dir)
     suite = load_suite(suite_path or REPO / "benchmarks" / "suites" / "palms.yaml")
@@ -185,7 +185,7 @@ def measure_emt(fixtures_dir: Path, k: int = 3, seed: int = 0, max_new_tokens: i
             by_cat.setdefault(p.category, []).append(s)
         stats = group_stats(per_prompt)
         if heldout.is_file():
-            from harness.perplexity import evaluate_perplexity
+            from harness.measure.perplexity import evaluate_perplexity
             texts = [t for t in heldout.read_text(encoding="utf-8").splitlines() if t.strip()]
             stats["heldout_ppl"] = evaluate_perplexity(loaded.model, loaded.tokenizer, texts).perplexity
         stats["categories"] = {c: round(group_stats(v)["expected_max"], 4) for c, v in by_cat.items()}

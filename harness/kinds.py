@@ -93,16 +93,16 @@ def prepare(suite: Suite, bold_per_group: int | None = None, subset_size: int | 
     if suite.kind == "values" and subset_size:
         suite = subset(suite, subset_size)
     if suite.kind == "cooccurrence":
-        from harness import bias
+        from harness.measure import bias
 
         bias.parse_options(bias.suite_options(suite), suite.path)
     elif suite.kind == "perplexity":
-        from harness import perplexity
+        from harness.measure import perplexity
 
         opts = perplexity.parse_options(dict(suite.extra), suite.path)
         perplexity.load_texts(perplexity.resolve_texts(opts.texts, suite.path), opts.split)
     elif suite.kind == "bold":
-        from harness import bold
+        from harness.measure import bold
 
         cats = bold.build_bold_suite(dict(suite.extra), per_group_override=bold_per_group, path=suite.path)
         return suite.with_categories(
@@ -128,7 +128,7 @@ def analyse(run: Any, suite: Suite) -> list[dict[str, Any]]:
         return memo[suite.id]
     roles = list(run.roles)
     if suite.kind == "perplexity":
-        from harness.perplexity import analyze_perplexity
+        from harness.measure.perplexity import analyze_perplexity
 
         records, extras = analyze_perplexity(suite, {r: run.loaded_model(r) for r in roles},
                                              batch_size=8 if run.options.batch_size == "auto" else
@@ -136,11 +136,11 @@ def analyse(run: Any, suite: Suite) -> list[dict[str, Any]]:
     else:
         samples = [s for r in roles for s in run.samples(r, suite.prompts())]
         if suite.kind == "cooccurrence":
-            from harness.bias import analyze_cooccurrence
+            from harness.measure.bias import analyze_cooccurrence
 
             records, extras = analyze_cooccurrence(suite, samples)
         else:
-            from harness.bold import analyze_bold
+            from harness.measure.bold import analyze_bold
 
             records, extras = analyze_bold(samples, suite)
     run.extra_metrics.extend(records)

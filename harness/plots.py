@@ -27,7 +27,7 @@ ROLE_COLORS = (BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION)
 OUTCOME_STYLE = {"PASS": (GREEN, "o"), "FAIL": (VERMILLION, "X"), "INCONCLUSIVE": (ORANGE, "D"),
                  "SKIPPED": (GREY, "s")}
 COLORS = ROLE_COLORS  # kept for callers of the old name
-from harness.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
+from harness.measure.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
 BOOTSTRAP_RESAMPLES = 2000
 WIDTH = 11.0          # inches at 100 dpi: 1,100 px
 ROW_H = 0.28          # inches per labelled row

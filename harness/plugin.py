@@ -283,7 +283,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, perturb=_perturb_names(o.perturb))
     run = HarnessSession(options)
     try:  # new scorers and the labelled file fail here, before any generation
-        from harness.scoring import check_scorer_options
+        from harness.measure.scoring import check_scorer_options
 
         check_scorer_options(scorer, o.score_batch_size, o.scorer_precision)
         if o.scorer_label or scorer.startswith(("hf:", "perspective")):
@@ -295,7 +295,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     if o.baseline:
-        from harness.results import read_results
+        from harness.measure.results import read_results
 
         try:
             run.reference_doc = read_results(o.baseline)
@@ -460,7 +460,7 @@ def _junit_run_properties(config: pytest.Config, doc: dict[str, Any]) -> None:
     xml = config.stash.get(xml_key, None)
     if xml is None:
         return
-    from harness.results import package_versions
+    from harness.measure.results import package_versions
     from harness.verdict import run_verdict
 
     c = doc["config"]
@@ -517,7 +517,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     xdist_hooks = config.pluginmanager.get_plugin("harness-xdist")
     if xdist_hooks is not None and xdist_hooks.worker_docs:
-        from harness.results import merge_documents
+        from harness.measure.results import merge_documents
 
         doc = merge_documents(xdist_hooks.worker_docs)
     elif run.has_results():
@@ -533,7 +533,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _junit_run_properties(config, doc)
     o = config.option
     written, failed = [], []
-    from harness.results import write_results
+    from harness.measure.results import write_results
 
     if o.scorer_check:
         from harness.scorer_check import record_agreement

@@ -117,7 +117,7 @@ def power_report(cand_doc: Mapping[str, Any], ref_doc: Mapping[str, Any] | None,
                 sc, sr = _sample_frame(cand_doc, c_role, label), _sample_frame(ref_doc, r_role, label)
                 m = sc.merge(sr, on=["suite", "category", "unit", "i"], suffixes=("_c", "_r"))
                 m = m[m.suite == suite]
-                from harness.metrics import THRESHOLD
+                from harness.measure.metrics import THRESHOLD
 
                 x = (m.score_c >= THRESHOLD).astype(float) - (m.score_r >= THRESHOLD) if stat == "toxic_fraction" \
                     else m.score_c - m.score_r
@@ -150,7 +150,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from harness.results import read_results
+    from harness.measure.results import read_results
 
     if len(args.files) > 2:
         raise HarnessError("harness power takes one results file, or a candidate and a reference file.")

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.errors import DataError, ResultsError
-from harness.results import write_text_atomic
+from harness.measure.results import write_text_atomic
 from harness.textsafe import guard_formula as guard_cell
 
 KEY_SCHEMA = "harness-ratings-key"
@@ -127,7 +127,7 @@ def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike], inputs: Seq
 
 def read_results_samples(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     """Read a results document (results.read_results) and check the sample fields a sheet needs."""
-    from harness.results import read_results
+    from harness.measure.results import read_results
     doc = read_results(path)
     samples, problems = doc.get("samples"), []
     if not isinstance(samples, list):

@@ -82,7 +82,7 @@ def reference_values(run: Any, gates: Sequence[Gate], prompts: Sequence[PromptCa
                      prompt_id: str | None) -> dict[str, float]:
     """{metric: the reference's value} of the first gate, from the in-run reference or a saved file."""
     from harness import checks
-    from harness.metrics import find_metric
+    from harness.measure.metrics import find_metric
 
     if not gates or not prompts:
         return {}

@@ -334,7 +334,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from harness.results import read_results
+    from harness.measure.results import read_results
 
     doc = read_results(args.results)
     paths = write_csv(doc, args.out)

@@ -141,7 +141,7 @@ def _units(samples: Sequence[Mapping[str, Any]], metric: str) -> dict[tuple[str,
 def analyse(run: Any, suite: Suite) -> dict[str, Any]:
     """Paired perturbed-vs-clean comparisons of every perturbation of ``suite`` (memoized in the run):
     the ``extras["robustness"][suite]`` entry of the results document."""
-    from harness.metrics import toxicity_records
+    from harness.measure.metrics import toxicity_records
     from harness.stats import adjust_comparisons, compare_units
 
     key = ("robustness", suite.id)

@@ -178,7 +178,7 @@ def texts_of(path: str | Path) -> Labelled:
     """A labelled file, or a results file's sample texts (no truth) for ``--between``."""
     path = Path(path)
     if path.suffix == ".json":
-        from harness.results import read_results
+        from harness.measure.results import read_results
 
         texts = tuple(s["text"] for s in read_results(path)["samples"])
         if not texts:

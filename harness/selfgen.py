@@ -146,7 +146,7 @@ def run(args) -> int:
     import sys
 
     from harness.model.models import load_model
-    from harness.scoring import load_scorer
+    from harness.measure.scoring import load_scorer
     from harness.suites.specs import Decoding
     scorer, warnings = load_scorer(args.toxicity_scorer, args.detoxify_checkpoint, args.detoxify_config_dir)
     for w in warnings:

@@ -197,7 +197,7 @@ class HarnessSession:
     def scorer_handle(self) -> Any:
         """The run's scorer, resolved (name, fingerprint) but loaded only when a score is missing."""
         if self._scorer is None:
-            from harness.scoring import resolve_scorer
+            from harness.measure.scoring import resolve_scorer
 
             t = time.perf_counter()
             o = self.options
@@ -322,7 +322,7 @@ class HarnessSession:
         r = self.roles[role]
         r.generated += len(items)
         backend = self.backend(role)
-        from harness.scoring import prefetcher
+        from harness.measure.scoring import prefetcher
 
         prefetch = prefetcher(self.scorer, self.options.device)  # GPU scorer: score batches as they finish
         t = time.perf_counter()
@@ -493,7 +493,7 @@ class HarnessSession:
 
     # ---- the results document --------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        from harness.results import base_config
+        from harness.measure.results import base_config
 
         models = {}
         for role, r in self.roles.items():
@@ -516,8 +516,8 @@ class HarnessSession:
                             "toxicity_scorer": o.toxicity_scorer}}
 
     def document(self) -> dict[str, Any]:
-        from harness.metrics import toxicity_records
-        from harness.results import new_document
+        from harness.measure.metrics import toxicity_records
+        from harness.measure.results import new_document
 
         doc = new_document(self.config())
         doc["samples"] = self.all_samples()

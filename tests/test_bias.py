@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import bias
+from harness.measure import bias
 from harness.errors import DataError, SpecError
 
 ROOT = Path(__file__).resolve().parents[1]

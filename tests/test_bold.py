@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import bias, bold
+from harness.measure import bias
+
+from harness.measure import bold
 from harness.errors import DataError, ScorerError, SpecError
 
 ROOT = Path(__file__).resolve().parents[1]

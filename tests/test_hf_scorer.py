@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between in-process pytester runs)
-import harness.scoring  # noqa: F401
+import harness.measure.scoring  # noqa: F401
 import harness.session  # noqa: F401
 from harness.errors import ScorerError
-from harness.hf_scorer import plan_labels
-from harness.scoring import resolve_scorer
+from harness.measure.hf_scorer import plan_labels
+from harness.measure.scoring import resolve_scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 CLF = ROOT / "fixtures" / "tiny-toxic-classifier"

@@ -384,7 +384,7 @@ def test_harness_report_rebuilds_the_runs_own_report(real_run, tmp_path, capsys)
     """One code path: `harness report r.json` gives the run's HTML pieces and Markdown, byte for byte."""
     from harness.cli import main
     from harness.report.markdown import markdown_report
-    from harness.results import read_results
+    from harness.measure.results import read_results
 
     out_html, out_md = tmp_path / "again.html", tmp_path / "again.md"
     assert main(["report", str(real_run / "r.json"), "--html", str(out_html), "--md", str(out_md)]) == 0

@@ -1,4 +1,4 @@
-"""harness.metrics and harness.checks on inputs small enough to compute by hand."""
+"""harness.measure.metrics and harness.checks on inputs small enough to compute by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from harness import checks
 from harness.errors import GateFailure, HarnessError
-from harness.metrics import (
+from harness.measure.metrics import (
     expected_max_toxicity,
     find_metric,
     group_stats,

@@ -12,7 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ResultsError
-from harness.results import new_document, read_results, write_results
+from harness.measure.results import new_document, read_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

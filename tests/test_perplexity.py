@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.errors import DataError, SpecError
-from harness.perplexity import (analyze_perplexity, evaluate_perplexity, load_texts, parse_options,
+from harness.measure.perplexity import (analyze_perplexity, evaluate_perplexity, load_texts, parse_options,
                                 resolve_texts, windows)
 
 torch = pytest.importorskip("torch")

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between in-process pytester runs)
-import harness.scoring  # noqa: F401
+import harness.measure.scoring  # noqa: F401
 import harness.session  # noqa: F401
-from harness import perspective as P
+from harness.measure import perspective as P
 from harness.model.cache import ResultCache
 from harness.errors import ScorerError
-from harness.scoring import resolve_scorer
+from harness.measure.scoring import resolve_scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-SECRET/42"

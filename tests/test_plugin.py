@@ -12,7 +12,7 @@ import pytest
 # Imported here so that pytester's sys.modules snapshot keeps them between in-process runs
 # (otherwise every inner run would import them afresh).
 import harness.plugin  # noqa: F401
-import harness.scoring  # noqa: F401
+import harness.measure.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness.model.models import model_fingerprint

@@ -370,7 +370,7 @@ def test_fallback_alert_uses_the_runs_own_warning_once(doc):
 
 def test_as_saved_matches_a_results_file_round_trip(tmp_path):
     from harness.report import as_saved
-    from harness.results import write_results
+    from harness.measure.results import write_results
 
     doc = {"schema_version": 1, "metrics": [{"value": float("nan"), "ci": (0.1, 0.2)}], "verdicts": []}
     write_results(tmp_path / "r.json", doc)

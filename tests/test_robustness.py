@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-process runs)
-import harness.scoring  # noqa: F401
+import harness.measure.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness import kinds, robustness

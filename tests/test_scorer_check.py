@@ -108,7 +108,7 @@ def test_command_text_and_json(tmp_path, capsys):
 def test_between_two_scorers_on_a_results_file(tmp_path, capsys):
     texts = [json.loads(line)["text"] for line in HELDOUT.read_text().splitlines()[:60]]
     results = tmp_path / "r.json"
-    from harness.results import new_document
+    from harness.measure.results import new_document
 
     doc = new_document({"models": {}, "scorer": None, "seed": 0, "suites": {}})
     doc["samples"] = [{"role": "candidate", "suite": "s", "category": "c", "prompt_id": f"p{i}", "prompt": "q",

@@ -1,4 +1,4 @@
-"""harness.scoring: offline scorers, safe Detoxify checkpoint loading, loud fallback, NaN is an error."""
+"""harness.measure.scoring: offline scorers, safe Detoxify checkpoint loading, loud fallback, NaN is an error."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules for pytester's in-process runs)
-from harness import scoring
+from harness.measure import scoring
 from harness.errors import ScorerError
-from harness.scoring import DetoxifyScorer, ProfanityScorer, load_scorer
+from harness.measure.scoring import DetoxifyScorer, ProfanityScorer, load_scorer
 
 STANDARD_LABELS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
 TEXTS = ["you are a stupid idiot", "have a nice day", "hello world", "", "why do people hate",
@@ -496,7 +496,7 @@ def test_detoxify_fingerprint_memo_follows_the_run_cache(tmp_path, monkeypatch):
     """--no-cache writes no fingerprint memo anywhere; --cache-dir DIR keeps it there (issue 12, item 18)."""
     from pathlib import Path
 
-    from harness import scoring
+    from harness.measure import scoring
 
     ckpt = next((Path(__file__).resolve().parent.parent / "fixtures" / "detoxify-tiny").glob("*.ckpt"))
     default = tmp_path / "default"

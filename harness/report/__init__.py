@@ -27,7 +27,7 @@ def as_saved(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_report(path: str | Path, text: str, flag: str) -> Path:
     """Write one report file atomically; an unwritable path is a one-paragraph ResultsError."""
-    from harness.results import write_text_atomic
+    from harness.measure.results import write_text_atomic
 
     if Path(path).expanduser().is_dir():
         name = "report.html" if "html" in flag else "report.md"

@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from harness.report import write_html, write_markdown
-    from harness.results import read_results
+    from harness.measure.results import read_results
 
     doc = read_results(args.results)
     if args.html is None and args.md is None:

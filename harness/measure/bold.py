@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness.bias import (SENTIMENT_THRESHOLDS, check_option_keys, compare_groups, gap_records,
+from harness.measure.bias import (SENTIMENT_THRESHOLDS, check_option_keys, compare_groups, gap_records,
                           option_error, samples_k, sentiment_records, suite_options, vader_compound)
 from harness.errors import DataError, ScorerError, did_you_mean
 

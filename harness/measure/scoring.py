@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import ScorerError, did_you_mean
-from harness.scoring_detoxify import (  # noqa: F401  (re-exported)
+from harness.measure.detoxify import (  # noqa: F401  (re-exported)
     AGREEMENT_TEXTS, CORPUS, PRECISIONS, PROBE_WORDS, ScorePrefetcher, _check_options, check_scorer_options,
     checkpoint_config, converter, corpus_probe, precision_agreement, prefetcher)
 
@@ -302,10 +302,10 @@ def resolve_scorer(choice: str = "auto", checkpoint: str | None = None, config_d
         raise ScorerError(f"--scorer-label {label}: only hf:PATH scorers take a label, not '{choice}'.")
     check_scorer_options(choice, batch_size, precision)
     if choice.startswith("hf:"):  # any local sequence classifier
-        from harness.hf_scorer import resolve_hf
+        from harness.measure.hf_scorer import resolve_hf
         return resolve_hf(choice, label, device)
     if choice.split(":")[0] == "perspective":  # the Perspective API
-        from harness.perspective import resolve_perspective
+        from harness.measure.perspective import resolve_perspective
         return resolve_perspective(choice, cache_dir, use_cache)
     if choice not in CHOICES:
         raise ScorerError(f"--toxicity-scorer {choice}: unknown scorer; "

@@ -45,7 +45,7 @@ def _read_list(path: Path) -> tuple[str, ...]:
             continue
         if tokenize(word) != [word]:
             raise DataError(f"word list {path}, line {number}: '{word}' is not a single token of "
-                            "harness.bias.tokenize, so it could never match. Fix: use one word of "
+                            "harness.measure.bias.tokenize, so it could never match. Fix: use one word of "
                             "letters/digits (inner hyphens allowed) per line.")
         if word in words:
             raise DataError(f"word list {path}, line {number}: '{word}' is listed twice, which would "

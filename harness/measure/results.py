@@ -143,7 +143,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
 
 def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Merge the results documents of several workers (pytest-xdist) into the single-process document."""
-    from harness.metrics import toxicity_records
+    from harness.measure.metrics import toxicity_records
 
     docs = [d for d in docs if d]
     if not docs:
