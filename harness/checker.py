@@ -1,4 +1,4 @@
-"""The ``harness`` fixture's checks: every gate ends as :class:`~harness.verdict.Verdict` objects,
+"""The ``harness`` fixture's checks: every gate ends as :class:`~harness.gate.verdict.Verdict` objects,
 and one :meth:`CaseChecker.conclude` records them, warns or fails the test.
 
 This is the one pytest-aware layer over the domain modules (checks, kinds, compare, ratings): a
@@ -17,7 +17,7 @@ import pytest
 
 from harness.errors import HarnessError, did_you_mean
 from harness.session import HarnessSession
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, GateFailure, Verdict
+from harness.gate.verdict import FAIL, INCONCLUSIVE, PASS, GateFailure, Verdict
 
 
 class HarnessPowerWarning(UserWarning):
@@ -74,7 +74,7 @@ class CaseChecker:
     # ---- absolute gates on the candidate's own samples -------------------------------------
     def _absolute(self, case_id: str, level: str, suite_id: str, category: str, prompts: list[Any],
                   prompt_id: str | None, role: str) -> list[Verdict]:
-        from harness import checks
+        from harness.gate import bounds as checks
 
         with self._guard():
             suite = self.run.suites[suite_id]

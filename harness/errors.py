@@ -31,7 +31,7 @@ class DataError(HarnessError):
 
 
 # A failed gate is not a user error: it lives with the verdict type (and is not a HarnessError).
-from harness.verdict import GateFailure  # noqa: E402,F401  (re-exported)
+from harness.gate.verdict import GateFailure  # noqa: E402,F401  (re-exported)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

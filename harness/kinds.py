@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import HarnessError, did_you_mean
 from harness.suites.specs import Category, Gate, PromptCase, Suite
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from harness.gate.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 
 ANALYSED_KINDS = ("cooccurrence", "bold", "perplexity")
 
@@ -185,7 +185,7 @@ def _reference_records(run: Any, records: Sequence[Mapping[str, Any]]) -> tuple[
     if "baseline" in run.roles:
         return records, "baseline"
     if run.reference_doc is not None:
-        from harness.regression import saved_reference
+        from harness.gate.regression import saved_reference
 
         saved = saved_reference(run.reference_doc, "")
         return saved["metrics"], saved["role"]
@@ -224,7 +224,7 @@ def check(run: Any, case: AnalysisCase) -> list[Verdict]:
 def perplexity_regression(run: Any, suite: Suite, margin: float, alpha: float) -> dict[str, Any]:
     """Paired test on per-text log-perplexity: fail when the candidate is worse by more than ``margin``
     (relative, e.g. 0.05 = 5%), i.e. mean per-text log-ppl difference > log(1 + margin), significantly."""
-    from harness.stats import compare_units
+    from harness.gate.stats import compare_units
 
     analyse(run, suite)
     units = run.extras[suite.id]["units"]

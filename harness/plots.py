@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.reports import candidate_role, reference_role, roles
-from harness.stats import bootstrap_mean_ci
+from harness.gate.stats import bootstrap_mean_ci
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",

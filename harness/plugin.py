@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.checker import CaseChecker, HarnessPowerWarning  # noqa: F401  (re-exported)
-from harness.verdict import ON_INCONCLUSIVE
+from harness.gate.verdict import ON_INCONCLUSIVE
 from harness.errors import HarnessError, did_you_mean
 from harness.session import HarnessSession, RunOptions
 
@@ -66,7 +66,7 @@ def parse_seed(value: str) -> int:
 
 def parse_regression(value: str) -> tuple[str, float]:
     """``METRIC:MARGIN`` e.g. ``toxicity.expected_max:0.05``."""
-    from harness.noninferiority import parse_metric_margin
+    from harness.gate.noninferiority import parse_metric_margin
 
     try:
         return parse_metric_margin(value)
@@ -461,7 +461,7 @@ def _junit_run_properties(config: pytest.Config, doc: dict[str, Any]) -> None:
     if xml is None:
         return
     from harness.measure.results import package_versions
-    from harness.verdict import run_verdict
+    from harness.gate.verdict import run_verdict
 
     c = doc["config"]
     props: list[tuple[str, Any]] = []
@@ -474,7 +474,7 @@ def _junit_run_properties(config: pytest.Config, doc: dict[str, Any]) -> None:
     props.append(("harness.seed", c["seed"]))
     props += [(f"harness.{sid}.k", info["decoding"]["samples"]) for sid, info in c["suites"].items()]
     props += [(f"harness.version.{name}", v) for name, v in package_versions().items()]
-    props.append(("harness.verdict", run_verdict(doc.get("verdicts", []))["line"]))
+    props.append(("harness.gate.verdict", run_verdict(doc.get("verdicts", []))["line"]))
     for name, value in props:
         xml.add_global_property(name, value)
 
@@ -526,7 +526,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.close()
         return
     if run.reference_doc is not None:   # the saved baseline's own values, for the reports' reference column
-        from harness.regression import saved_reference
+        from harness.gate.regression import saved_reference
 
         doc["reference"] = saved_reference(run.reference_doc, config.option.baseline)
     run.final_document = doc

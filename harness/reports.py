@@ -142,7 +142,7 @@ def reference_role(doc: Mapping) -> str | None:
 
 
 def verdict(comparison: Mapping) -> str:
-    """Short verdict of a comparison record (see harness.stats.Comparison)."""
+    """Short verdict of a comparison record (see harness.gate.stats.Comparison)."""
     if not comparison:
         return "-"
     if comparison.get("verdict"):

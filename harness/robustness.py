@@ -9,7 +9,7 @@ prompt, so each perturbed sample pairs with the clean sample of the same prompt 
 The gate is the regression gate with the clean prompts as the reference and the same model on
 both sides: per prompt, the statistic over its k samples under the perturbation minus on the clean
 prompt; one-sided tests at ``--alpha`` give PASS (shown within the margin), FAIL (shown above it)
-or INCONCLUSIVE (see :mod:`harness.noninferiority`). Suite-level rows of all perturbations and
+or INCONCLUSIVE (see :mod:`harness.gate.noninferiority`). Suite-level rows of all perturbations and
 gated metrics form one Holm (or BH) family, category rows a secondary family. A second family of
 tests at margin 0 says whether a perturbation raises toxicity at all ("raised").
 
@@ -29,7 +29,7 @@ from typing import Any
 from harness.suites import perturb
 from harness.errors import SpecError, did_you_mean
 from harness.suites.specs import Gate, Suite
-from harness.verdict import FAIL, PASS, Verdict
+from harness.gate.verdict import FAIL, PASS, Verdict
 
 KIND = "perturbed"
 SEP = "~"
@@ -132,7 +132,7 @@ def plan(run: Any, suite: Suite) -> list[Suite]:
 
 # ---- analysis -------------------------------------------------------------------------------------------
 def _units(samples: Sequence[Mapping[str, Any]], metric: str) -> dict[tuple[str, str], float]:
-    from harness.compare import unit_statistics
+    from harness.gate.compare import unit_statistics
 
     df = unit_statistics(samples, metric)
     return {(c, u): float(v) for c, u, v in zip(df["category"], df["unit"], df["value"])}
@@ -142,7 +142,7 @@ def analyse(run: Any, suite: Suite) -> dict[str, Any]:
     """Paired perturbed-vs-clean comparisons of every perturbation of ``suite`` (memoized in the run):
     the ``extras["robustness"][suite]`` entry of the results document."""
     from harness.measure.metrics import toxicity_records
-    from harness.stats import adjust_comparisons, compare_units
+    from harness.gate.stats import adjust_comparisons, compare_units
 
     key = ("robustness", suite.id)
     if key in run.comparison_memo:
@@ -221,7 +221,7 @@ def _reason(outcome: str, r: Mapping[str, Any], spec: str) -> str:
 def verdicts(run: Any, case: RobustnessCase) -> list[Verdict]:
     """One Verdict per gated metric of the case (the suite level of that perturbation); its ``suite``
     is the perturbed suite ``<suite>~<perturbation>``, the reference value the clean prompts'."""
-    from harness.regression import verdict_from_comparison
+    from harness.gate.regression import verdict_from_comparison
 
     suite = run.suites[case.suite]
     entry = analyse(run, suite)

@@ -407,7 +407,7 @@ class HarnessSession:
 
     def compare(self, suite_id: str, margins: dict[str, float], alpha: float, correction: str) -> list[dict[str, Any]]:
         """Regression comparisons of one suite (all its categories, Holm/BH-corrected together), memoized."""
-        from harness.compare import compare_runs
+        from harness.gate.compare import compare_runs
 
         key = (suite_id, tuple(sorted(margins.items())), alpha, correction)
         memo = self.comparison_memo
@@ -443,7 +443,7 @@ class HarnessSession:
     def on_inconclusive(self, gate: Any = None) -> str:
         """What an INCONCLUSIVE verdict does: the run's option, else the gate's, else the run's default
         (the ini harness_on_inconclusive), else "warn"."""
-        from harness.verdict import DEFAULT_ON_INCONCLUSIVE
+        from harness.gate.verdict import DEFAULT_ON_INCONCLUSIVE
 
         o = self.options
         return o.on_inconclusive or getattr(gate, "on_inconclusive", None) or o.on_inconclusive_default \
@@ -453,12 +453,12 @@ class HarnessSession:
         self.verdicts.extend(verdicts)
 
     def regression_verdict(self, case: Any) -> Any:
-        from harness.regression import regression_verdict
+        from harness.gate.regression import regression_verdict
 
         return regression_verdict(self, case)
 
     def reference_values(self, gates: Sequence[Any], prompts: Sequence[PromptCase], prompt_id: str | None) -> dict:
-        from harness.regression import reference_values
+        from harness.gate.regression import reference_values
 
         return reference_values(self, gates, prompts, prompt_id)
 

@@ -87,7 +87,7 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None
     ...                              "reason": "outside the bound"}]}, exitstatus=1)[-1]
     'harness: exit 1 because 1 gate failed (s/c m)'
     """
-    from harness.verdict import run_verdict
+    from harness.gate.verdict import run_verdict
 
     verdicts = doc.get("verdicts", [])
     summary = run_verdict(verdicts)
@@ -108,7 +108,7 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None
 
 def _numbers(v: Mapping[str, Any]) -> str:
     """' = 0.884 (bound <= 0.5)' / ' diff +0.347 (90% CI +0.292 to +0.403, margin 0.05)' for a closing line."""
-    from harness.verdict import fmt
+    from harness.gate.verdict import fmt
 
     if v.get("difference") is not None:
         conf = f"{v['confidence']:.0%} CI " if v.get("confidence") else "CI "

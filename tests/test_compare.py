@@ -1,4 +1,4 @@
-"""harness.compare: per-unit statistics, compare_runs, comparability checks and `harness compare`."""
+"""harness.gate.compare: per-unit statistics, compare_runs, comparability checks and `harness compare`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import compare
-from harness.stats import adjust_pvalues
+from harness.gate import compare
+from harness.gate.stats import adjust_pvalues
 from harness.cli import main
 from harness.errors import HarnessError, ResultsError
 

@@ -21,7 +21,7 @@ import harness.measure.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness import cli, ratings
-from harness.compare import compare_runs
+from harness.gate.compare import compare_runs
 from harness.ratings_io import export_sheet
 
 from gate_project import PERPLEXITY, VALUES, junit, literal, make_project, no_traceback, output, read, run, verdicts

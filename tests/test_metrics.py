@@ -1,4 +1,4 @@
-"""harness.measure.metrics and harness.checks on inputs small enough to compute by hand."""
+"""harness.measure.metrics and harness.gate.bounds on inputs small enough to compute by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness import checks
+from harness.gate import bounds as checks
 from harness.errors import GateFailure, HarnessError
 from harness.measure.metrics import (
     expected_max_toxicity,

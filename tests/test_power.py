@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from harness import power
+from harness.gate import power
 from harness.cli import main
-from harness.noninferiority import decide
+from harness.gate.noninferiority import decide
 
 
 def test_plan_matches_the_normal_formula():

@@ -226,7 +226,7 @@ def compare_groups(values: Mapping[str, Sequence[float]], alpha: float = 0.05) -
     """
     from scipy import stats
 
-    from harness.stats import adjust_pvalues
+    from harness.gate.stats import adjust_pvalues
 
     data = {g: [float(v) for v in vs] for g, vs in values.items() if len(vs) > 0}
     if len(data) < 2:

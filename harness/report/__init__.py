@@ -20,7 +20,7 @@ def as_saved(doc: Mapping[str, Any]) -> dict[str, Any]:
     built in the run and one built from the saved file see the same values."""
     import json
 
-    from harness.verdict import json_safe
+    from harness.gate.verdict import json_safe
 
     return json.loads(json.dumps(json_safe(doc), allow_nan=False))
 

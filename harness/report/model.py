@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, SKIPPED, run_verdict
+from harness.gate.verdict import FAIL, INCONCLUSIVE, PASS, SKIPPED, run_verdict
 
 OUTCOME_ORDER = {FAIL: 0, INCONCLUSIVE: 1, SKIPPED: 2, PASS: 3}
 LEVEL_ORDER = {"regression": 0, "robustness": 1, "suite": 2, "category": 3, "prompt": 4, "ratings": 5}

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import HarnessError, did_you_mean
-from harness.verdict import FAIL, INCONCLUSIVE, PASS
+from harness.gate.verdict import FAIL, INCONCLUSIVE, PASS
 
 METHODS = ("auto", "t", "permutation", "bootstrap")
 SMALL_N = 20   # auto: below this many units the sign-flip permutation test, else t
@@ -142,7 +142,7 @@ def decide(candidate: Sequence[float], reference: Sequence[float], *, paired: bo
         se = 0.0
     lo, hi, p_inf, p_ni = _t_decision(est, se, df, margin, alpha)
     if method != "t" and se > 0:
-        from harness.stats import paired_test, unpaired_test
+        from harness.gate.stats import paired_test, unpaired_test
 
         if method == "permutation":
             test = paired_test if paired else unpaired_test

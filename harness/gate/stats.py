@@ -1,10 +1,10 @@
 """Significance tests, effect sizes, bootstrap CIs, multiplicity correction and regression gates.
 
 Pure functions on per-unit statistics (one number per prompt): no pytest, no results files. scipy
-is imported inside functions so ``import harness.stats`` stays cheap.
+is imported inside functions so ``import harness.gate.stats`` stays cheap.
 
 Regression gate: a gated comparison (a metric with a margin) ends PASS / FAIL / INCONCLUSIVE by the
-three-outcome rule of :mod:`harness.noninferiority` (inferiority and non-inferiority one-sided tests
+three-outcome rule of :mod:`harness.gate.noninferiority` (inferiority and non-inferiority one-sided tests
 at alpha; suite-level rows the primary family, category rows the secondary family, each corrected
 on its own). ``regression`` is ``outcome == "FAIL"`` and ``underpowered`` is
 ``outcome == "INCONCLUSIVE"``; ``units_needed`` says how many prompts would decide it.
@@ -82,7 +82,7 @@ class Comparison:
     alternative: str = "two-sided"
     correction: str = "holm"
     cohens_d: float | None = None
-    outcome: str | None = None          # gated rows: PASS | FAIL | INCONCLUSIVE (see harness.noninferiority)
+    outcome: str | None = None          # gated rows: PASS | FAIL | INCONCLUSIVE (see harness.gate.noninferiority)
     reason: str = ""
     p_noninferiority: float | None = None
     confidence: float | None = None     # of [ci_low, ci_high]: 1 - 2*alpha for gated rows, 0.95 otherwise
@@ -349,7 +349,7 @@ def compare_units(candidate: Sequence[float], reference: Sequence[float], *, sui
                   reference=reference_name, correction=CORRECTIONS[correction], family=family,
                   cohens_d=cohens_d(c, r, paired=paired))
     if margin is not None:
-        from harness.noninferiority import decide
+        from harness.gate.noninferiority import decide
 
         method = {"auto": default_method, "rank": default_method}.get(test, test)   # rank: descriptive rows only
         dec = decide(c, r, paired=paired, margin=margin, alpha=alpha, higher_is_better=higher_is_better,
@@ -396,10 +396,10 @@ def adjust_comparisons(comparisons: Sequence[Comparison], correction: str = "hol
 
     Families: (candidate, reference, suite, primary|secondary) for gated rows (all gated metrics of
     that level together), plus the metric for descriptive rows. Gated rows take the
-    hierarchical three-outcome rule of :mod:`harness.noninferiority` (FAIL on the corrected
+    hierarchical three-outcome rule of :mod:`harness.gate.noninferiority` (FAIL on the corrected
     inferiority p, PASS on the non-inferiority p); ``regression`` is ``outcome == "FAIL"``.
     """
-    from harness.noninferiority import hierarchical_outcome, reason_for, units_needed
+    from harness.gate.noninferiority import hierarchical_outcome, reason_for, units_needed
 
     _check_name(correction, CORRECTIONS, "correction")
     families: dict[tuple, list[int]] = {}

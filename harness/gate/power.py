@@ -86,7 +86,7 @@ def _sample_frame(doc: Mapping[str, Any], role: str, label: str):
 def power_report(cand_doc: Mapping[str, Any], ref_doc: Mapping[str, Any] | None, metric: str, margin: float, *,
                  alpha: float = 0.05, power: float = 0.8, family_size: int = 2) -> list[dict[str, Any]]:
     """One power plan per suite of the candidate (``ref_doc`` None: the file's baseline role, or none)."""
-    from harness.compare import resolve_metric, roles
+    from harness.gate.compare import resolve_metric, roles
 
     spec = resolve_metric(metric)
     sign = -1.0 if spec.higher_is_better else 1.0

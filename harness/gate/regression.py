@@ -1,9 +1,9 @@
-"""Regression gates of a run against its reference, as :class:`~harness.verdict.Verdict` objects.
+"""Regression gates of a run against its reference, as :class:`~harness.gate.verdict.Verdict` objects.
 
 Plain functions over a :class:`~harness.session.HarnessSession` (no pytest): a library user gets
 the same verdicts as the plugin::
 
-    from harness.regression import regression_verdicts
+    from harness.gate.regression import regression_verdicts
     verdicts = regression_verdicts(run, suite)        # one per (category | suite, gated metric)
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.suites.specs import Gate, PromptCase, RegressionCase, Suite
-from harness.verdict import INCONCLUSIVE, Verdict
+from harness.gate.verdict import INCONCLUSIVE, Verdict
 
 
 def verdict_from_comparison(case_id: str, r: Mapping[str, Any], on_inconclusive: str, k: int | None = None,
@@ -81,7 +81,7 @@ def saved_reference(doc: Mapping[str, Any], path: str) -> dict[str, Any]:
 def reference_values(run: Any, gates: Sequence[Gate], prompts: Sequence[PromptCase],
                      prompt_id: str | None) -> dict[str, float]:
     """{metric: the reference's value} of the first gate, from the in-run reference or a saved file."""
-    from harness import checks
+    from harness.gate import bounds as checks
     from harness.measure.metrics import find_metric
 
     if not gates or not prompts:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError, ResultsError, did_you_mean
-from harness.verdict import json_safe
-from harness.stats import (CORRECTIONS, TESTS, Comparison, adjust_comparisons, bootstrap_mean_ci,
+from harness.gate.verdict import json_safe
+from harness.gate.stats import (CORRECTIONS, TESTS, Comparison, adjust_comparisons, bootstrap_mean_ci,
                            compare_units)
 
 from harness.measure.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
@@ -278,7 +278,7 @@ def add_arguments(parser) -> None:
 
 
 def _margins(items: Sequence[str]) -> dict[str, float]:
-    from harness.noninferiority import parse_metric_margin
+    from harness.gate.noninferiority import parse_metric_margin
 
     out = {}
     for item in items:

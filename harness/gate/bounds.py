@@ -18,7 +18,7 @@ from typing import Any
 from harness.measure import metrics
 from harness.errors import GateFailure, HarnessError, did_you_mean
 from harness.suites.specs import Gate
-from harness.verdict import FAIL, PASS, Verdict
+from harness.gate.verdict import FAIL, PASS, Verdict
 
 PROMPT_METRICS = metrics.PROMPT_STATS
 GROUP_METRICS = metrics.GROUP_STATS

@@ -1,0 +1,1 @@
+"""Stage 4, gate: verdicts, statistics, non-inferiority decisions, bounds, regression, comparisons, power."""
