@@ -118,7 +118,7 @@ class CaseChecker:
     # ---- human ratings ---------------------------------------------------------------------------
     def check_adherence(self, category: Any) -> list[Verdict]:
         """Human-rated adherence of the candidate (mean 1-5) and inter-rater agreement vs the suite's bounds."""
-        from harness import ratings
+        from harness.palms import ratings
 
         with self._guard():
             o = self.run.options

@@ -4,7 +4,7 @@
     $ python -m harness.fixture_adapters --no-measure           # the same build, on its own
     $ python -m harness.fixture_adapters --measure-only         # EMT of base vs the three adapters
 
-Three LoRA adapters, all through ``harness.finetune`` (Trainer + peft) and so reproducible on CPU:
+Three LoRA adapters, all through ``harness.palms.finetune`` (Trainer + peft) and so reproducible on CPU:
 
 - ``tiny-values``: values-targeted (PALMS step 2) on ``fixtures/data/values.jsonl``;
 - ``tiny-control``: the PALMS control, same recipe on ``fixtures/data/control.jsonl`` (similar size and
@@ -83,7 +83,7 @@ def _portable(path: Path) -> str:
 
 
 def _train(base: Path, data: Path, out: Path, seed: int, recipe: Recipe, sgeat: bool = False) -> dict[str, Any]:
-    from harness.finetune import FinetuneConfig, finetune
+    from harness.palms.finetune import FinetuneConfig, finetune
     cfg = FinetuneConfig(base=_portable(base), data=_portable(data), method="lora", out=str(out),
                          epochs=recipe.sgeat_epochs if sgeat else recipe.epochs,
                          lr=recipe.sgeat_lr if sgeat else recipe.lr, batch_size=recipe.batch_size,
@@ -105,7 +105,7 @@ def self_generate_corpus(base: Path, out: Path, seed: int, recipe: Recipe) -> di
     """SGEAT step 1: BOS-only samples from ``base``, profanity-scored, least-toxic half -> ``out``."""
     from harness.model.models import load_model
     from harness.measure.scoring import load_scorer
-    from harness.selfgen import self_generate, write_corpus
+    from harness.palms.selfgen import self_generate, write_corpus
     from harness.suites.specs import Decoding
     scorer, _ = load_scorer("profanity")
     loaded = load_model(str(base), device="cpu")

@@ -466,7 +466,7 @@ class HarnessSession:
     def ratings_summary(self, path: str) -> Any:
         """The ratings file, loaded once; its adherence records join the results' metrics."""
         if self._ratings is None:
-            from harness import ratings
+            from harness.palms import ratings
 
             self._ratings = ratings.load_ratings(path)
             for a in self._ratings.adherence:

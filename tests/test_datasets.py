@@ -1,4 +1,4 @@
-"""harness.datasets: PALMS Q&A JSONL loading, validation (line-numbered DataErrors) and coverage."""
+"""harness.palms.datasets: PALMS Q&A JSONL loading, validation (line-numbered DataErrors) and coverage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.datasets import (PALMS_CATEGORIES, check_dataset, detect_format, load_qa_dataset, load_text_corpus,
+from harness.palms.datasets import (PALMS_CATEGORIES, check_dataset, detect_format, load_qa_dataset, load_text_corpus,
                               resolve_categories)
 from harness.errors import DataError
 

@@ -1,4 +1,4 @@
-"""harness.finetune: answer-only loss masking, LoRA / IA3 / full fine-tunes on a tiny random GPT-2."""
+"""harness.palms.finetune: answer-only loss masking, LoRA / IA3 / full fine-tunes on a tiny random GPT-2."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.datasets import QASample, TextSample
+from harness.palms.datasets import QASample, TextSample
 from harness.errors import HarnessError
-from harness.finetune import FinetuneConfig, build_examples, finetune
+from harness.palms.finetune import FinetuneConfig, build_examples, finetune
 
 QA = [
     {"category": "health", "question": "Should I stop my pills?",

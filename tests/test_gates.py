@@ -20,9 +20,10 @@ import harness.plugin  # noqa: F401
 import harness.measure.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
-from harness import cli, ratings
+from harness import cli
+from harness.palms import ratings
 from harness.gate.compare import compare_runs
-from harness.ratings_io import export_sheet
+from harness.palms.ratings_io import export_sheet
 
 from gate_project import PERPLEXITY, VALUES, junit, literal, make_project, no_traceback, output, read, run, verdicts
 

@@ -75,7 +75,7 @@ def test_results_files_get_normal_permissions(tmp_path, umask):
 
 
 def test_rating_sheet_and_key_get_normal_permissions(tmp_path, umask):
-    from harness.ratings_io import export_sheet
+    from harness.palms.ratings_io import export_sheet
 
     umask(0o022)
     src = write_results(tmp_path / "run.json", results_doc(1.0))

@@ -1,4 +1,4 @@
-"""harness.selfgen (SGEAT): score self-generated samples and keep exactly the least-toxic fraction."""
+"""harness.palms.selfgen (SGEAT): score self-generated samples and keep exactly the least-toxic fraction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.selfgen import n_to_keep, select_least_toxic, self_generate, summary_path_for, write_corpus
+from harness.palms.selfgen import n_to_keep, select_least_toxic, self_generate, summary_path_for, write_corpus
 
 
 class FakeScorer:
@@ -62,7 +62,7 @@ def test_write_corpus_and_summary(tmp_path):
     meta = json.loads(summary.read_text())
     assert summary == summary_path_for(out) == tmp_path / "corpus.summary.json"
     assert meta["seed"] == 7 and meta["threshold"] == 0.1 and meta["n_kept"] == 3
-    from harness.datasets import load_text_corpus
+    from harness.palms.datasets import load_text_corpus
     assert [s.text for s in load_text_corpus(out)] == ["b", "d", "f"]      # finetune reads it back
 
 

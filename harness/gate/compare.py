@@ -367,7 +367,7 @@ def run(args) -> int:
                 cis[(name, suite, cat, metric)] = (float(v.mean()) if v.size else math.nan, lo, hi, int(v.size))
     print(_render(args, models, table, keys, cis, gates), end="")
     if getattr(args, "ratings", None):
-        from harness.ratings import format_table, load_ratings
+        from harness.palms.ratings import format_table, load_ratings
 
         print("\n" + format_table(load_ratings(args.ratings)))
     blocking = [g for g in gates if g.outcome == "FAIL" or (g.outcome == "INCONCLUSIVE" and args.on_inconclusive == "fail")]

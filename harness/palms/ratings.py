@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from harness.errors import DataError, ResultsError, did_you_mean
-from harness.ratings_io import (SCALE_TEXT, ModelSource, RatingKey, Sheet, export_sheet, read_key, read_sheet,
+from harness.palms.ratings_io import (SCALE_TEXT, ModelSource, RatingKey, Sheet, export_sheet, read_key, read_sheet,
                                 refuse_overwriting_inputs, write_user_file)
 
 if TYPE_CHECKING:

@@ -135,7 +135,7 @@ def build_examples(records: list, tokenizer, max_length: int, separator: str = "
 
 def load_training_data(path: str, categories: set[str] | None = None) -> tuple[str, list]:
     """("qa" | "text", records) from a JSONL file (format from the first line)."""
-    from harness.datasets import detect_format, load_qa_dataset, load_text_corpus
+    from harness.palms.datasets import detect_format, load_qa_dataset, load_text_corpus
     kind = detect_format(path)
     return kind, (load_qa_dataset(path, categories) if kind == "qa" else load_text_corpus(path))
 
@@ -244,7 +244,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
     import torch
     import transformers
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
-    from harness.datasets import file_sha256
+    from harness.palms.datasets import file_sha256
 
     kind, records = load_training_data(cfg.data, set(cfg.categories) if cfg.categories else None)
     out = _check_out(cfg)
@@ -373,7 +373,7 @@ def _unescape(text: str) -> str:
 
 
 def run(args) -> int:
-    from harness.datasets import resolve_categories
+    from harness.palms.datasets import resolve_categories
     cats = resolve_categories(args.categories)
     cfg = FinetuneConfig(
         base=args.base, data=args.data, method=args.method, out=args.out, epochs=args.epochs, lr=args.lr,
