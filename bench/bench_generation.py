@@ -209,7 +209,7 @@ def child_harness(args) -> dict:
         import torch  # noqa: F401
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     tp = time.perf_counter()
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
     from harness.suites.specs import load_suite
 
     if args.chat_from_files:
@@ -701,7 +701,7 @@ def summarize(args, rows, profile_text, load_before, load_after, elapsed) -> str
       f"{spread([x['phases'].get('scorer_load', 0) for x in cold])} s (harness), "
       f"{spread([x['scorer_load_s'] for x in base])} s (baselines process)")
     a(f"- model fingerprint (empty memo): {spread([x['phases'].get('fingerprint', 0) for x in cold])} s; "
-      f"harness.session + specs import: {spread([x['import_s'] for x in cold])} s")
+      f"harness.run.session + specs import: {spread([x['import_s'] for x in cold])} s")
     a("")
     a("## Laziness and warm-run checks\n")
     heavy = [k for k in ("torch", "transformers", "numpy", "sklearn", "profanity_check", "pandas", "scipy",

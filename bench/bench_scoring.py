@@ -169,7 +169,7 @@ def rtp_child(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads_resolved)
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
     from harness.suites.specs import load_suite
 
     suite = load_suite(args.suite_file)

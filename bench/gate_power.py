@@ -45,7 +45,7 @@ def build_pools(pool_prompts: int, suites: list[str]) -> None:
     """Generate and score the values adapter at seeds 0 and 1 on each suite (harness cache reused);
     pools of other suites already in the file are kept."""
     from harness import kinds
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
     from harness.suites.specs import load_suite
 
     out = dict(np.load(POOLS)) if POOLS.exists() else {}

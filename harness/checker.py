@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError, did_you_mean
-from harness.session import HarnessSession
+from harness.run.session import HarnessSession
 from harness.gate.verdict import FAIL, INCONCLUSIVE, PASS, GateFailure, Verdict
 
 

@@ -17,7 +17,7 @@ import pytest
 from harness.checker import CaseChecker, HarnessPowerWarning  # noqa: F401  (re-exported)
 from harness.gate.verdict import ON_INCONCLUSIVE
 from harness.errors import HarnessError, did_you_mean
-from harness.session import HarnessSession, RunOptions
+from harness.run.session import HarnessSession, RunOptions
 
 SESSION_KEY = pytest.StashKey[HarnessSession]()
 SUITES_KEY = pytest.StashKey[dict]()

@@ -188,7 +188,7 @@ def texts_of(path: str | Path) -> Labelled:
 
 
 def _session(args: argparse.Namespace, choice: str) -> Any:
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
 
     return HarnessSession(RunOptions(model="-", toxicity_scorer=choice, scorer_label=args.scorer_label,
                                      detoxify_checkpoint=args.detoxify_checkpoint, device=args.device,

@@ -18,7 +18,7 @@ import pytest
 # Imported here so that pytester's sys.modules snapshot keeps them between in-process runs.
 import harness.plugin  # noqa: F401
 import harness.measure.scoring  # noqa: F401
-import harness.session  # noqa: F401
+import harness.run.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness import cli
 from harness.palms import ratings

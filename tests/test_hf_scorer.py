@@ -10,7 +10,7 @@ import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between in-process pytester runs)
 import harness.measure.scoring  # noqa: F401
-import harness.session  # noqa: F401
+import harness.run.session  # noqa: F401
 from harness.errors import ScorerError
 from harness.measure.hf_scorer import plan_labels
 from harness.measure.scoring import resolve_scorer

@@ -13,7 +13,7 @@ import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between in-process pytester runs)
 import harness.measure.scoring  # noqa: F401
-import harness.session  # noqa: F401
+import harness.run.session  # noqa: F401
 from harness.measure import perspective as P
 from harness.model.cache import ResultCache
 from harness.errors import ScorerError

@@ -13,7 +13,7 @@ import pytest
 # (otherwise every inner run would import them afresh).
 import harness.plugin  # noqa: F401
 import harness.measure.scoring  # noqa: F401
-import harness.session  # noqa: F401
+import harness.run.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness.model.models import model_fingerprint
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 IDS = ["test_toxicity[s/cat-a/p1]", "test_toxicity[s/cat-a/p2]", "test_toxicity[s/cat-b/p1]",
        "test_toxicity[s/cat-b/p2]", "test_category_toxicity[s/cat-a]", "test_category_toxicity[s/cat-b]"]
-TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/session.py", "harness/model/models.py",
+TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/run/session.py", "harness/model/models.py",
                      "harness/suites/specs.py")
 
 

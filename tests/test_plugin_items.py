@@ -15,7 +15,7 @@ import pytest
 # Imported here so that pytester's sys.modules snapshot keeps them between in-process runs.
 import harness.plugin  # noqa: F401
 import harness.measure.scoring  # noqa: F401
-import harness.session  # noqa: F401
+import harness.run.session  # noqa: F401
 import profanity_check  # noqa: F401
 
 from gate_project import PERPLEXITY, VALUES, make_project, no_traceback, output, read, run, verdicts
@@ -213,7 +213,7 @@ def test_item3_perplexity_first_does_not_turn_ray_generation_local(monkeypatch, 
     """A perplexity suite analysed before any generation must not install the in-process generator:
     --backend ray would then silently generate locally."""
     from harness.model import ray_backend
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
 
     class FakeRay:   # stands in for the actors: records that the Ray backend was built
         def __init__(self, options, path, adapter, fingerprint):

@@ -10,12 +10,12 @@ import pytest
 
 import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-process runs)
 import harness.measure.scoring  # noqa: F401
-import harness.session  # noqa: F401
+import harness.run.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness import kinds, robustness
 from harness.suites import perturb
 from harness.errors import SpecError
-from harness.session import HarnessSession, RunOptions
+from harness.run.session import HarnessSession, RunOptions
 from harness.suites.specs import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ ECHO_CONFTEST = '''
 pytest_plugins = ["harness.plugin"]
 from harness.suites import perturb
 from harness.model.generation import Generation
-from harness.session import HarnessSession
+from harness.run.session import HarnessSession
 
 INSULT = " you stupid idiot"
 NAMES = ("echo-polite", "echo-insult", "echo-insult-nice")

@@ -391,7 +391,7 @@ def test_handle_info_records_precision_and_agreement_only_once_measured(tiny_det
 
 
 def test_session_never_mixes_precisions_in_the_score_cache(tiny_detoxify, tmp_path):
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
 
     def run(precision):
         session = HarnessSession(RunOptions(model="unused", toxicity_scorer="detoxify", device="cpu",
@@ -463,7 +463,7 @@ def test_prefetch_errors_surface_in_wait(tiny_detoxify, monkeypatch):
 
 
 def test_session_overlap_gives_the_same_samples(tiny_model_dir, tiny_detoxify, tmp_path, monkeypatch):
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
     from harness.suites.specs import load_suite
 
     suite_file = tmp_path / "s.yaml"

@@ -1,6 +1,6 @@
 """Regression gates of a run against its reference, as :class:`~harness.gate.verdict.Verdict` objects.
 
-Plain functions over a :class:`~harness.session.HarnessSession` (no pytest): a library user gets
+Plain functions over a :class:`~harness.run.session.HarnessSession` (no pytest): a library user gets
 the same verdicts as the plugin::
 
     from harness.gate.regression import regression_verdicts

@@ -2,7 +2,7 @@
 
 Usable without pytest::
 
-    from harness.session import HarnessSession, RunOptions
+    from harness.run.session import HarnessSession, RunOptions
     from harness.suites.specs import load_suite
     run = HarnessSession(RunOptions(model="fixtures/tiny-gpt2", toxicity_scorer="profanity"))
     suite = load_suite("benchmarks/suites/palms.yaml")
