@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from harness.reports import case_samples_html, fmt_num
+from harness.report.tables import case_samples_html, fmt_num
 
 PLUGIN_NAME = "harness-html-hooks"  # the module itself may be registered as "harness-html"
 # (user property, header, column type): the cell class is "col-<type>" for pytest-html sorting
@@ -103,7 +103,7 @@ class HarnessHtml:
         doc = as_saved(getattr(harness_session, "final_document", None) or harness_session.document())
         report = build_report(doc)
         try:
-            from harness.plots import plots
+            from harness.report.plots import plots
 
             images, problem = plots(doc), ""
         except Exception as exc:  # show the problem in the report, keep the rest of it

@@ -547,7 +547,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             except (OSError, HarnessError) as exc:
                 failed.append(f"{flag} {path}: could not write ({exc}); nothing else was lost")
     if o.results_csv:
-        from harness.reports import write_csv
+        from harness.report.tables import write_csv
 
         try:
             write_csv(doc, o.results_csv)
@@ -578,7 +578,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     tr.section("harness summary")
     from harness.report.model import run_warnings
-    from harness.summary import closing_lines, plain, summary_lines
+    from harness.report.summary import closing_lines, plain, summary_lines
 
     if config.get_verbosity() >= 0:  # -q: only the verdict, the blocking gates and errors
         for line in summary_lines(doc, verbose=config.get_verbosity() > 0):

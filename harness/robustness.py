@@ -249,7 +249,7 @@ def verdicts(run: Any, case: RobustnessCase) -> list[Verdict]:
 # ---- presentation -------------------------------------------------------------------------------------
 def table_lines(doc: Mapping[str, Any]) -> list[str]:
     """Terminal table: one row per (suite, perturbation, gated metric) at suite level."""
-    from harness.reports import fmt_num
+    from harness.report.tables import fmt_num
 
     lines = []
     for sid, entry in sorted((doc.get("extras") or {}).get("robustness", {}).items()):
@@ -273,7 +273,7 @@ def heatmap_png(entry: Mapping[str, Any], metric: str | None = None) -> bytes | 
     one), as PNG bytes. Cell text: the difference, ``*`` = significant rise; a black frame = gate FAIL."""
     import numpy as np
 
-    from harness.plots import _figure, _label, _png
+    from harness.report.plots import _figure, _label, _png
 
     metric = metric or entry["gates"][0]["metric"]
     rows = [r for r in entry["comparisons"] if r["metric"] == metric]

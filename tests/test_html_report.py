@@ -99,7 +99,7 @@ def test_plain():
 def _warm_imports():
     """pytester runs in-process and drops the modules first imported during a run; numpy, scipy and
     matplotlib break when imported twice, so draw the plots once here, before any run."""
-    from harness.plots import plots
+    from harness.report.plots import plots
 
     plots(json.loads(DOC_PATH.read_text(encoding="utf-8")))
 
@@ -191,7 +191,7 @@ def test_columns_extras_and_summary(pytester, _warm_imports):
 
 
 def test_plot_failure_is_shown_and_the_rest_of_the_report_kept(pytester, _warm_imports, monkeypatch):
-    from harness import plots
+    from harness.report import plots
 
     def broken(doc):
         raise RuntimeError("no <canvas>")

@@ -1,4 +1,4 @@
-"""harness.reports / harness.plots on a synthetic results document (tests/golden/report_doc.json)."""
+"""harness.report.tables / harness.report.plots on a synthetic results document (tests/golden/report_doc.json)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import plots, reports
+from harness.report import plots
+
+from harness.report import tables as reports
 
 GOLDEN = Path(__file__).parent / "golden"
 DOC_PATH = GOLDEN / "report_doc.json"
@@ -378,7 +380,7 @@ def test_as_saved_matches_a_results_file_round_trip(tmp_path):
 
 
 def test_terminal_summary_shows_open_gates_and_counts_passes(doc):
-    from harness.summary import summary_lines
+    from harness.report.summary import summary_lines
 
     lines = summary_lines(doc)
     table = lines.index(next(line for line in lines if line.startswith("verdict")))
@@ -392,7 +394,7 @@ def test_terminal_summary_shows_open_gates_and_counts_passes(doc):
 
 
 def test_terminal_text_is_control_character_safe(doc):
-    from harness.summary import closing_lines, summary_lines
+    from harness.report.summary import closing_lines, summary_lines
 
     doc["verdicts"][5]["category"] = "evil\x1b[31mred"
     doc["verdicts"][5]["case_id"] = "palms/evil\x1b[31mred"
@@ -407,7 +409,7 @@ def test_terminal_text_is_control_character_safe(doc):
     (3, "harness: exit 3 because an internal error occurred (e.g. an output file could not be written)"),
 ])
 def test_closing_lines_name_why_the_run_exits(doc, status, expected):
-    from harness.summary import closing_lines
+    from harness.report.summary import closing_lines
 
     lines = closing_lines(doc, exitstatus=status)
     assert lines[0] == "harness: BLOCKED: 2 gates failed, 1 inconclusive, 9 passed"
@@ -415,7 +417,7 @@ def test_closing_lines_name_why_the_run_exits(doc, status, expected):
 
 
 def test_closing_line_when_only_other_tests_failed():
-    from harness.summary import closing_lines
+    from harness.report.summary import closing_lines
 
     lines = closing_lines({"verdicts": [{"outcome": "PASS", "blocks": False}]}, exitstatus=1)
     assert lines == ["harness: PASSED: 1 gate passed",

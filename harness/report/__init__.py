@@ -4,7 +4,7 @@
 - :func:`~harness.report.markdown.markdown_report`: Markdown for CI job summaries and merge requests;
 - :func:`~harness.report.page.page_html`: the standalone HTML page (the pytest-html report shows the
   same head and body pieces);
-- the terminal view is :mod:`harness.summary`; ``harness report`` is :mod:`harness.report.cli`.
+- the terminal view is :mod:`harness.report.summary`; ``harness report`` is :mod:`harness.report.cli`.
 """
 
 from __future__ import annotations

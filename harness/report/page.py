@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.report.model import (GateRow, Report, build_report, evidence_rows, fmt, fmt_bound, fmt_ci, fmt_p,
                                   run_warnings, worst_samples)
-from harness.reports import candidate_role, config_html, fmt_num, summary_rows, table_html
+from harness.report.tables import candidate_role, config_html, fmt_num, summary_rows, table_html
 
 CSS = """
 .hr{color:#1a1a1a;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px}
@@ -104,7 +104,7 @@ def head_html(report: Report) -> str:
 # ---------------------------------------------------------------- body: plots, evidence, aggregates
 
 def _figures(images: Sequence[tuple[str, bytes]]) -> str:
-    from harness.plots import plot_title
+    from harness.report.plots import plot_title
 
     out = []
     for name, png in images:
@@ -180,7 +180,7 @@ def page_html(doc: Mapping[str, Any], images: Sequence[tuple[str, bytes]] | None
     """A self-contained HTML page: the same head and body as the pytest-html report."""
     report = build_report(doc)
     if images is None:
-        from harness.plots import plots
+        from harness.report.plots import plots
 
         images = plots(doc)
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"/>'

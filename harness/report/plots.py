@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.reports import candidate_role, reference_role, roles
+from harness.report.tables import candidate_role, reference_role, roles
 from harness.gate.stats import bootstrap_mean_ci
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency

@@ -1,7 +1,7 @@
 """Reports from a results document: tidy frames, CSV export, the aggregate table, HTML pieces.
 
 The verdict-first report (terminal, Markdown, HTML) is :mod:`harness.report`; plots live in
-:mod:`harness.plots`. All generated text is untrusted: every HTML fragment built
+:mod:`harness.report.plots`. All generated text is untrusted: every HTML fragment built
 here goes through ``html.escape`` and CSV text cells are guarded against formula injection.
 
     $ harness export results.json --out report/ --plots --html
@@ -339,7 +339,7 @@ def run(args) -> int:
     doc = read_results(args.results)
     paths = write_csv(doc, args.out)
     if args.plots or args.html:
-        from harness.plots import plots
+        from harness.report.plots import plots
 
         images = plots(doc)
         files = list(images) if args.plots else []

@@ -67,7 +67,7 @@ def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
     if passed and not verbose:
         lines.append(f"{passed} gate{'s' if passed != 1 else ''} passed (-v lists them)")
     if verbose:
-        from harness.reports import run_lines, summary_table
+        from harness.report.tables import run_lines, summary_table
 
         lines += ["aggregate values:", *summary_table(doc, SUMMARY_METRICS).splitlines()[len(run_lines(doc)):]]
     return [*lines, *tradeoff_lines(doc)]
