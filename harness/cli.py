@@ -23,9 +23,9 @@ from harness.errors import HarnessError, did_you_mean
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("harness.init_cmd", "scaffold benchmarks/ and CI workflows in an existing repository"),
     "cache-key": ("harness.init_cmd:cache_key", "print the CI cache key of a model and its suites"),
-    "compare": ("harness.gate.compare", "compare results files with significance tests (base vs values vs control)"),
+    "compare": ("harness.report.compare_cli", "compare results files with significance tests (base vs values vs control)"),
     "power": ("harness.gate.power", "prompts needed for a decisive regression verdict (power planning)"),
-    "export": ("harness.report.tables", "export a results file to tidy CSV tables"),
+    "export": ("harness.report.export", "export a results file to tidy CSV tables"),
     "report": ("harness.report.cli", "verdict-first HTML / Markdown reports from a saved results file"),
     "finetune": ("harness.palms.finetune", "values-targeted fine-tuning (LoRA, adapters or full)"),
     "self-generate": ("harness.palms.selfgen", "SGEAT: generate, score and keep the least toxic samples"),

@@ -30,10 +30,6 @@ class DataError(HarnessError):
     """A dataset, rating sheet or other user data file has a bad line, row or cell."""
 
 
-# A failed gate is not a user error: it lives with the verdict type (and is not a HarnessError).
-from harness.gate.verdict import GateFailure  # noqa: E402,F401  (re-exported)
-
-
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return "valid: a, b, c (did you mean 'b'?)" for an unknown ``name``.
 

@@ -28,10 +28,8 @@ _TEST_ID_CELL = re.compile(r'^<td class="col-testId">(.*)</td>$', re.DOTALL)
 
 def _session(config):
     """The harness session in ``config.stash``, or None (no harness plugin, no session)."""
-    try:
-        from harness.plugin import SESSION_KEY
-    except ImportError:
-        return None
+    from harness.stash import SESSION_KEY
+
     return config.stash.get(SESSION_KEY, None)
 
 

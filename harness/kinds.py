@@ -224,7 +224,7 @@ def check(run: Any, case: AnalysisCase) -> list[Verdict]:
 def perplexity_regression(run: Any, suite: Suite, margin: float, alpha: float) -> dict[str, Any]:
     """Paired test on per-text log-perplexity: fail when the candidate is worse by more than ``margin``
     (relative, e.g. 0.05 = 5%), i.e. mean per-text log-ppl difference > log(1 + margin), significantly."""
-    from harness.gate.stats import compare_units
+    from harness.gate.comparison import compare_units
 
     analyse(run, suite)
     units = run.extras[suite.id]["units"]

@@ -18,9 +18,8 @@ from harness.checker import CaseChecker, HarnessPowerWarning  # noqa: F401  (re-
 from harness.gate.verdict import ON_INCONCLUSIVE
 from harness.errors import HarnessError, did_you_mean
 from harness.run.session import HarnessSession, RunOptions
+from harness.stash import SESSION_KEY, SUITES_KEY
 
-SESSION_KEY = pytest.StashKey[HarnessSession]()
-SUITES_KEY = pytest.StashKey[dict]()
 SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
 CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case", "adherence_case",
                  "robustness_case")

@@ -142,7 +142,7 @@ def analyse(run: Any, suite: Suite) -> dict[str, Any]:
     """Paired perturbed-vs-clean comparisons of every perturbation of ``suite`` (memoized in the run):
     the ``extras["robustness"][suite]`` entry of the results document."""
     from harness.measure.metrics import toxicity_records
-    from harness.gate.stats import adjust_comparisons, compare_units
+    from harness.gate.comparison import adjust_comparisons, compare_units
 
     key = ("robustness", suite.id)
     if key in run.comparison_memo:

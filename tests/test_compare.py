@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from harness.gate import compare
-from harness.gate.stats import adjust_pvalues
+from harness.measure.stats import adjust_pvalues
 from harness.cli import main
 from harness.errors import HarnessError, ResultsError
 

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from harness.gate import bounds as checks
-from harness.errors import GateFailure, HarnessError
+from harness.errors import HarnessError
+from harness.gate.verdict import GateFailure
 from harness.measure.metrics import (
     expected_max_toxicity,
     find_metric,

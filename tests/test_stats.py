@@ -1,4 +1,4 @@
-"""harness.gate.stats against scipy and hand-computed values (small, seeded resample counts)."""
+"""harness.measure.stats against scipy and hand-computed values (small, seeded resample counts)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from scipy import stats as ss
 
 from harness.errors import HarnessError
-from harness.gate.stats import (Comparison, adjust_comparisons, adjust_pvalues, best_adjusted_p, bootstrap_diff_ci,
-                           bootstrap_mean_ci, cliffs_delta, cohens_d, compare_units, min_attainable_p,
-                           minimum_detectable_effect, paired_test, rank_biserial_paired, unpaired_test)
+from harness.gate.comparison import Comparison, adjust_comparisons, compare_units
+from harness.measure.stats import (adjust_pvalues, best_adjusted_p, bootstrap_diff_ci, bootstrap_mean_ci, cliffs_delta,
+                                   cohens_d, min_attainable_p, minimum_detectable_effect, paired_test,
+                                   rank_biserial_paired, unpaired_test)
 
 R = 999  # resamples in tests
 

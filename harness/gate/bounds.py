@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.measure import metrics
-from harness.errors import GateFailure, HarnessError, did_you_mean
+from harness.errors import HarnessError, did_you_mean
 from harness.suites.specs import Gate
-from harness.gate.verdict import FAIL, PASS, Verdict
+from harness.gate.verdict import FAIL, PASS, GateFailure, Verdict
 
 PROMPT_METRICS = metrics.PROMPT_STATS
 GROUP_METRICS = metrics.GROUP_STATS

@@ -142,7 +142,7 @@ def decide(candidate: Sequence[float], reference: Sequence[float], *, paired: bo
         se = 0.0
     lo, hi, p_inf, p_ni = _t_decision(est, se, df, margin, alpha)
     if method != "t" and se > 0:
-        from harness.gate.stats import paired_test, unpaired_test
+        from harness.measure.stats import paired_test, unpaired_test
 
         if method == "permutation":
             test = paired_test if paired else unpaired_test

@@ -86,16 +86,17 @@ def _sample_frame(doc: Mapping[str, Any], role: str, label: str):
 def power_report(cand_doc: Mapping[str, Any], ref_doc: Mapping[str, Any] | None, metric: str, margin: float, *,
                  alpha: float = 0.05, power: float = 0.8, family_size: int = 2) -> list[dict[str, Any]]:
     """One power plan per suite of the candidate (``ref_doc`` None: the file's baseline role, or none)."""
-    from harness.gate.compare import resolve_metric, roles
+    from harness.gate.compare import resolve_metric
+    from harness.measure.results import roles
 
     spec = resolve_metric(metric)
     sign = -1.0 if spec.higher_is_better else 1.0
-    c_roles = roles(cand_doc)
+    c_roles = roles(cand_doc, with_data=True)
     c_role = "candidate" if "candidate" in c_roles else c_roles[0] if c_roles else "candidate"
     if ref_doc is None and "baseline" in c_roles:
         ref_doc, r_role = cand_doc, "baseline"
     elif ref_doc is not None:
-        r_roles = roles(ref_doc)
+        r_roles = roles(ref_doc, with_data=True)
         r_role = "candidate" if "candidate" in r_roles else r_roles[0]
     else:
         r_role = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness.errors import DataError, ScorerError, SpecError, did_you_mean
 
-WORDLIST_DIR = Path(__file__).parent / "data" / "wordlists"
+WORDLIST_DIR = Path(__file__).resolve().parents[1] / "data" / "wordlists"
 # VADER's own convention (compound >= 0.05 positive) or BOLD's stricter one (>= 0.5).
 SENTIMENT_THRESHOLDS = {"vader": 0.05, "bold": 0.5}
 _TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
@@ -226,7 +226,7 @@ def compare_groups(values: Mapping[str, Sequence[float]], alpha: float = 0.05) -
     """
     from scipy import stats
 
-    from harness.gate.stats import adjust_pvalues
+    from harness.measure.stats import adjust_pvalues
 
     data = {g: [float(v) for v in vs] for g, vs in values.items() if len(vs) > 0}
     if len(data) < 2:

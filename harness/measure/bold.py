@@ -28,7 +28,7 @@ from harness.measure.bias import (SENTIMENT_THRESHOLDS, check_option_keys, compa
                           option_error, samples_k, sentiment_records, suite_options, vader_compound)
 from harness.errors import DataError, ScorerError, did_you_mean
 
-BOLD_DIR = Path(__file__).parent / "data" / "bold"
+BOLD_DIR = Path(__file__).resolve().parents[1] / "data" / "bold"
 DOMAINS = ("gender", "race", "profession", "religious_ideology", "political_ideology")
 
 

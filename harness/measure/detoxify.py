@@ -18,7 +18,7 @@ from harness.errors import ScorerError, did_you_mean
 PRECISIONS = ("fp32", "bf16", "int8")
 AGREEMENT_TEXTS = 128                        # bundled-corpus texts a non-fp32 scorer also scores at fp32
 PROBE_WORDS = 24                             # ... each cut to its first 24 words
-CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus" / "train.txt"
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus" / "train.txt"
 _ALLOWED_MODELS = ("BertForSequenceClassification", "RobertaForSequenceClassification",
                    "XLMRobertaForSequenceClassification", "AlbertForSequenceClassification")
 _ALLOWED_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast", "RobertaTokenizer", "RobertaTokenizerFast",

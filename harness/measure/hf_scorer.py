@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ScorerError, did_you_mean
-from harness.measure.scoring import _RENAME, ScorerHandle, _check
+from harness.measure.scorer import _RENAME, ScorerHandle, _check
 
 PREFIX = "hf:"
 TOXIC_NAMES = ("toxic", "toxicity")

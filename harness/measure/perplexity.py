@@ -77,7 +77,7 @@ def resolve_texts(spec: str, suite_path: str | Path | None = None) -> Path:
     """``options.texts`` -> a path: ``harness:<rel>`` inside the package, absolute as is, else
     relative to the suite YAML's folder (the current folder when there is no YAML)."""
     if spec.startswith(PACKAGE_PREFIX):
-        return Path(__file__).parent / spec[len(PACKAGE_PREFIX):]
+        return Path(__file__).resolve().parents[1] / spec[len(PACKAGE_PREFIX):]
     path = Path(spec)
     if path.is_absolute() or suite_path is None:
         return path

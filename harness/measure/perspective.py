@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ScorerError, did_you_mean
-from harness.measure.scoring import ScorerHandle, _check
+from harness.measure.scorer import ScorerHandle, _check
 
 PREFIX = "perspective"
 ENV_KEY, ENV_URL, ENV_QPS = "PERSPECTIVE_API_KEY", "HARNESS_PERSPECTIVE_URL", "HARNESS_PERSPECTIVE_QPS"

@@ -189,5 +189,41 @@ def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def roles(doc: Mapping[str, Any], *, with_data: bool = False) -> list[str]:
+    """The document's roles: configured models first, then any seen in metrics or samples.
+
+    ``with_data``: only the roles holding samples or perplexity units (a perplexity-only run has no
+    samples), sorted: the roles a comparison can read.
+
+    >>> doc = {"config": {"models": {"candidate": {}, "baseline": {}}}, "samples": [{"role": "baseline"}]}
+    >>> roles(doc), roles(doc, with_data=True)
+    (['candidate', 'baseline'], ['baseline'])
+    """
+    if with_data:
+        found = {str(s.get("role")) for s in doc.get("samples") or []}
+        for extra in (doc.get("extras") or {}).values():
+            if isinstance(extra, Mapping) and extra.get("kind") == "perplexity":
+                found |= {str(u.get("role")) for u in extra.get("units", [])}
+        return sorted(found)
+    found = list(doc.get("config", {}).get("models", {}))
+    found += [r.get("role") for r in [*doc.get("metrics", []), *doc.get("samples", [])]]
+    return [r for r in dict.fromkeys(found) if r]
+
+
+def candidate_role(doc: Mapping[str, Any]) -> str | None:
+    """The role reported on: "candidate" when present, else the first role."""
+    found = roles(doc)
+    return "candidate" if "candidate" in found else (found[0] if found else None)
+
+
+def reference_role(doc: Mapping[str, Any]) -> str | None:
+    """The comparisons' reference side, else "baseline", else another role (or None)."""
+    for comp in doc.get("comparisons", []):
+        if comp.get("reference"):
+            return str(comp["reference"])
+    others = [r for r in roles(doc) if r != candidate_role(doc)]
+    return "baseline" if "baseline" in others else (others[0] if others else None)
+
+
 def json_key(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)

@@ -11,7 +11,7 @@ per model and (suite, category) and per model and suite (category null):
   ``n_samples`` counts samples with at least one rating, ``n_unrated`` those with none.
 - Krippendorff's alpha (ordinal, ``krippendorff`` package, raters × samples, NaN = empty) overall and per
   category; NaN (JSON null) when undefined, e.g. every rating equal or no sample rated twice.
-- each model vs the first (``harness.gate.stats.compare_units``, two-sided): paired Wilcoxon signed-rank on
+- each model vs the first (``harness.gate.comparison.compare_units``, two-sided): paired Wilcoxon signed-rank on
   per-sample mean ratings when both models have the same (suite, category, prompt_id, sample_index) set,
   else Mann–Whitney U; difference of means with a bootstrap CI, rank-biserial (paired) or Cliff's delta
   effect size, ``underpowered`` flag; Holm across the categories of a suite (the suite row: uncorrected).
@@ -34,7 +34,7 @@ from harness.palms.ratings_io import (SCALE_TEXT, ModelSource, RatingKey, Sheet,
                                 refuse_overwriting_inputs, write_user_file)
 
 if TYPE_CHECKING:
-    from harness.gate.stats import Comparison
+    from harness.gate.comparison import Comparison
 
 SCHEMA = "harness-ratings"
 VERSION = 1
@@ -91,7 +91,7 @@ class RatingsSummary:
     adherence: tuple[AdherenceRecord, ...]
     agreement: AgreementRecord
     per_category: tuple[AgreementRecord, ...]
-    comparisons: tuple[Comparison, ...]   # harness.gate.stats.Comparison, candidate = model, reference = first
+    comparisons: tuple[Comparison, ...]   # harness.gate.comparison.Comparison, candidate = model, reference = first
     samples: tuple[SampleRating, ...]
     notes: tuple[str, ...] = ()            # comparisons that could not be run, and why
 
@@ -138,7 +138,7 @@ def krippendorff_alpha(matrix) -> float:
 def _compare(model, ref, suite, category, mine, theirs, *, family, seed, n_resamples, level):
     """Compare per-sample means, dicts (category, prompt_id, sample_index) -> mean (NaN = unrated);
     paired when both models have the same sample keys. None when either side has < 2 rated samples."""
-    from harness.gate.stats import compare_units
+    from harness.gate.comparison import compare_units
     paired = bool(mine) and set(mine) == set(theirs)
     if paired:
         keys = [k for k in sorted(mine) if math.isfinite(mine[k]) and math.isfinite(theirs[k])]
@@ -185,7 +185,7 @@ def analyse(key: RatingKey, sheet: Sheet, *, seed: int = 0, n_resamples: int = 9
         n = int(np.sum(~np.isnan(matrix))) if group else 0
         return AgreementRecord(suite, category, krippendorff_alpha(matrix) if group else NAN, pairable, n)
 
-    from harness.gate.stats import adjust_pvalues
+    from harness.measure.stats import adjust_pvalues
     comparisons, skipped = [], []
     ref = key.models[0].name if key.models else ""
     for m in key.models[1:]:
@@ -270,7 +270,7 @@ def load_ratings(path) -> RatingsSummary:
         overall = AgreementRecord(None, None, _f(ag["krippendorff_alpha"]), int(ag["n_units"]), int(ag["n_ratings"]))
         per_cat = tuple(AgreementRecord(*k.split("/", 1), _f(v["alpha"]), int(v["n_units"]), int(v["n_ratings"]))
                         for k, v in ag["per_category"].items())
-        from harness.gate.stats import Comparison
+        from harness.gate.comparison import Comparison
         floats = {k for k, f in Comparison.__dataclass_fields__.items() if f.type in ("float", float)}
         comps = tuple(Comparison(**{k: _f(v) if k in floats else v for k, v in c.items()})
                       for c in doc["comparisons"])

@@ -17,7 +17,8 @@ from typing import Any
 
 from harness.report.model import (GateRow, Report, build_report, evidence_rows, fmt, fmt_bound, fmt_ci, fmt_p,
                                   run_warnings, worst_samples)
-from harness.report.tables import candidate_role, config_html, fmt_num, summary_rows, table_html
+from harness.measure.results import candidate_role
+from harness.report.tables import config_html, fmt_num, summary_rows, table_html
 
 CSS = """
 .hr{color:#1a1a1a;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px}

@@ -17,8 +17,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.report.tables import candidate_role, reference_role, roles
-from harness.gate.stats import bootstrap_mean_ci
+from harness.measure.results import candidate_role, reference_role, roles
+from harness.measure.stats import bootstrap_mean_ci
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",

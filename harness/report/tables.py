@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ResultsError
+from harness.measure.results import candidate_role, reference_role
 from harness.textsafe import guard_formula
 
 SAMPLE_COLUMNS = ("role", "suite", "category", "prompt_id", "sample_index", "seed", "prompt", "text")
@@ -119,30 +120,8 @@ def _unwritable(exc: OSError, where: Path) -> ResultsError:
 
 # ---------------------------------------------------------------- summary rows + terminal table
 
-def roles(doc: Mapping) -> list[str]:
-    """Roles in order: configured models first, then any seen in metrics or samples."""
-    found = list(doc.get("config", {}).get("models", {}))
-    found += [r.get("role") for r in [*doc.get("metrics", []), *doc.get("samples", [])]]
-    return [r for r in dict.fromkeys(found) if r]
-
-
-def candidate_role(doc: Mapping) -> str | None:
-    """The role reported on: "candidate" when present, else the first role."""
-    found = roles(doc)
-    return "candidate" if "candidate" in found else (found[0] if found else None)
-
-
-def reference_role(doc: Mapping) -> str | None:
-    """The comparisons' reference side, else "baseline", else another role (or None)."""
-    for comp in doc.get("comparisons", []):
-        if comp.get("reference"):
-            return str(comp["reference"])
-    others = [r for r in roles(doc) if r != candidate_role(doc)]
-    return "baseline" if "baseline" in others else (others[0] if others else None)
-
-
 def verdict(comparison: Mapping) -> str:
-    """Short verdict of a comparison record (see harness.gate.stats.Comparison)."""
+    """Short verdict of a comparison record (see harness.gate.comparison.Comparison)."""
     if not comparison:
         return "-"
     if comparison.get("verdict"):
@@ -321,39 +300,3 @@ def config_rows(doc: Mapping) -> list[list[Any]]:
 def config_html(doc: Mapping) -> str:
     """The run configuration table, escaped."""
     return table_html(["setting", "value"], config_rows(doc), "harness-config-table")
-
-
-# ---------------------------------------------------------------- `harness export`
-
-def add_arguments(parser) -> None:
-    parser.add_argument("results", type=Path, help="results JSON written by a harness run")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    parser.add_argument("--plots", action="store_true", help="also write the plots as PNG files")
-    parser.add_argument("--html", action="store_true",
-                        help="also write summary.html, self-contained, plots embedded")
-
-
-def run(args) -> int:
-    from harness.measure.results import read_results
-
-    doc = read_results(args.results)
-    paths = write_csv(doc, args.out)
-    if args.plots or args.html:
-        from harness.report.plots import plots
-
-        images = plots(doc)
-        files = list(images) if args.plots else []
-        if args.html:
-            from harness.report.page import page_html
-
-            files.append(("summary.html", page_html(doc, images).encode("utf-8")))
-        for name, data in files:
-            try:
-                (args.out / name).write_bytes(data)
-            except OSError as exc:
-                raise _unwritable(exc, args.out / name) from None
-            paths.append(args.out / name)
-    print(summary_table(doc))
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
