@@ -157,3 +157,19 @@ def test_the_checker_finds_a_circle_and_an_upward_import(tmp_path):
     src.write_text("def f():\n    from harness.report import tables\n    from . import y\n")
     known = {"harness.report.tables", "harness.report", "harness.gate.y", "harness.gate.x"}
     assert imports_of("harness.gate.x", src, known) == {"harness.report.tables", "harness.gate.y"}
+
+
+def test_the_public_face_resolves_every_name_lazily():
+    """`import harness` loads no stage; each public name resolves to its stage's object."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness; before = sorted(m for m in sys.modules if m.startswith('harness.'));"
+            "objs = [getattr(harness, n) for n in harness.__all__]; print(before, len(objs))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    import harness
+
+    assert out.split() == ["[]", str(len(harness.__all__))]
+    assert harness.RunOptions.__module__ == "harness.run.session"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        harness.nope  # noqa: B018

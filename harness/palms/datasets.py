@@ -15,7 +15,6 @@ of the given set with no samples.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -100,11 +99,10 @@ def count_words(text: str) -> int:
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a dataset file (the one hashing helper, memoized in this process only)."""
+    from harness.model.models import file_sha256 as sha256_of
+
+    return sha256_of(Path(path), memo_dir=None)
 
 
 def resolve_categories(spec: str | Iterable[str] | None) -> set[str] | None:
