@@ -122,7 +122,7 @@ def next_steps(settings: InitSettings, ci: str) -> list[str]:
              "--results-json=benchmarks/reports/results.json"]
     if settings.baseline:
         steps.append(f"save the baseline the CI compares against (from the model you ship today), and commit it:\n"
-                     f"  pytest benchmarks/ --model=PRODUCTION_MODEL --save-baseline={settings.baseline}")
+                     f"  pytest benchmarks/ --model=PRODUCTION_MODEL --results-json={settings.baseline}")
     if ci != "none":
         steps.append("check HARNESS_MODEL, HARNESS_BASELINE and HARNESS_INSTALL (where pip finds the harness) "
                      "at the top of the CI file(s)")

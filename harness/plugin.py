@@ -112,8 +112,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--adapter", help="PEFT adapter directory applied to --model")
     g.addoption("--baseline-model", help="reference model generated and scored in the same run")
     g.addoption("--baseline-adapter", help="PEFT adapter for --baseline-model")
-    g.addoption("--baseline", metavar="FILE", help="compare against a saved results/baseline file")
-    g.addoption("--save-baseline", metavar="FILE", help="write this run's results as a baseline file")
+    g.addoption("--baseline", metavar="FILE", help="compare against a saved results file (--results-json)")
+    g.addoption("--save-baseline", metavar="PATH", help="deprecated alias of --results-json (the same document)")
     g.addoption("--device", default="auto", type=_choice("device", ("auto", "cpu", "cuda")), help="auto|cpu|cuda")
     g.addoption("--dtype", default="auto", type=_choice("dtype", ("auto", "float32", "bfloat16", "float16")),
                 help="auto (bf16/fp16 on CUDA, fp32 on CPU)|float32|bfloat16|float16")
@@ -139,7 +139,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="apply the tokenizer's chat template: auto|on|off")
     g.addoption("--suite", action="append", default=[], help="suite YAML file or directory (repeatable); "
                 "default: the suites/ folder next to the test module")
-    g.addoption("--results-json", metavar="PATH", help="write the results document (JSON) here")
+    g.addoption("--results-json", metavar="PATH", help="write the results document (JSON) here; "
+                "--baseline FILE reads it")
     g.addoption("--results-csv", metavar="DIR", help="write tidy CSV tables (samples, metrics) here")
     g.addoption("--report-md", metavar="PATH", help="write the Markdown report (verdict, gate table) here, "
                 "e.g. \"$GITHUB_STEP_SUMMARY\"")
@@ -221,6 +222,35 @@ def _check_output_path(flag: str, value: str | None, directory: bool = False) ->
                                 f"{'directory' if directory else 'file path'}.")
 
 
+class HarnessDeprecationWarning(DeprecationWarning):
+    """A harness option that still works but will be removed; shown in pytest's warnings summary."""
+
+
+SAVE_BASELINE_DEPRECATED = ("harness: --save-baseline is deprecated: use --results-json PATH (the same document); "
+                            "--baseline FILE reads it")
+
+
+def _fold_save_baseline(config: pytest.Config) -> str:
+    """Fold the deprecated alias --save-baseline into --results-json (afterwards only ``results_json``
+    holds the path); return the flag the user gave for it, for error messages."""
+    o = config.option
+    alias, o.save_baseline = o.save_baseline, None
+    if not alias:
+        return "--results-json"
+    if o.results_json and Path(o.results_json).expanduser().resolve() != Path(alias).expanduser().resolve():
+        raise pytest.UsageError(f"--results-json {o.results_json} and --save-baseline {alias} name two files for "
+                                "one results document. Fix: pass --results-json PATH alone (--save-baseline is "
+                                "its deprecated alias).")
+    try:
+        if getattr(config, "workerinput", None) is None:   # once: not again from each pytest-xdist worker
+            config.issue_config_time_warning(HarnessDeprecationWarning(SAVE_BASELINE_DEPRECATED), stacklevel=2)
+    except HarnessDeprecationWarning as exc:   # -W error: a usage error, not a traceback
+        raise pytest.UsageError(f"{exc} (an error under this run's warning filters).") from None
+    flag = "--results-json" if o.results_json else "--save-baseline"
+    o.results_json = o.results_json or alias
+    return flag
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "harness: a behaviour-gate case generated from a suite YAML file")
     if config.option.help:
@@ -252,9 +282,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if o.ratings and not Path(o.ratings).is_file():
         raise pytest.UsageError(f"--ratings {o.ratings}: file not found. Write one with `harness ratings import`.")
     if o.baseline and not Path(o.baseline).is_file():
-        raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --save-baseline FILE.")
-    for flag, value in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline),
-                        ("--report-md", o.report_md)):
+        raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --results-json FILE "
+                                "on a run of the reference model.")
+    results_flag = _fold_save_baseline(config)
+    for flag, value in ((results_flag, o.results_json), ("--report-md", o.report_md)):
         _check_output_path(flag, value)
     _check_output_path("--results-csv", o.results_csv, directory=True)
     if o.device == "cuda":
@@ -538,13 +569,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from harness.scorer_check import record_agreement
 
         record_agreement(run, doc, o.scorer_check)
-    for flag, path in (("--results-json", o.results_json), ("--save-baseline", o.save_baseline)):
-        if path:
-            try:
-                write_results(path, doc)
-                written.append(f"{flag}: wrote {path}")
-            except (OSError, HarnessError) as exc:
-                failed.append(f"{flag} {path}: could not write ({exc}); nothing else was lost")
+    if o.results_json:   # --save-baseline was folded into it at configure time
+        try:
+            write_results(o.results_json, doc)
+            written.append(f"--results-json: wrote {o.results_json}")
+        except (OSError, HarnessError) as exc:
+            failed.append(f"--results-json {o.results_json}: could not write ({exc}); nothing else was lost")
     if o.results_csv:
         from harness.report.tables import write_csv
 

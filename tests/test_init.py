@@ -52,7 +52,7 @@ def test_scaffold_writes_every_file_and_says_so(tmp_path, capsys):
     assert "pytest_plugins = [\"harness.plugin\"]" in (tmp_path / "benchmarks/conftest.py").read_text()
     assert (tmp_path / "benchmarks/.gitignore").read_text().count("/.harness-cache/") == 1
     assert init_cmd.GITLAB_JOB in (tmp_path / init_cmd.GITLAB_ROOT).read_text()
-    assert "--save-baseline=benchmarks/baseline.json" in out
+    assert "--results-json=benchmarks/baseline.json" in out
 
 
 def test_scaffolded_test_modules_are_the_shipped_ones():

@@ -18,7 +18,7 @@ import harness.measure.scoring  # noqa: F401
 import harness.run.session  # noqa: F401
 import profanity_check  # noqa: F401
 
-from gate_project import PERPLEXITY, VALUES, make_project, no_traceback, output, read, run, verdicts
+from gate_project import PERPLEXITY, VALUES, literal, make_project, no_traceback, output, read, run, verdicts
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +122,17 @@ def test_item20_device_cuda_without_cuda_is_a_usage_error_at_start_up(pytester, 
     no_traceback(result)
 
 
-# ---- 22: --save-baseline says where it wrote, with the umask's permissions ------------------------------
+# ---- 22: --results-json says where it wrote, with the umask's permissions ------------------------------
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
-def test_item22_save_baseline_prints_the_path_and_respects_the_umask(pytester, tiny_model_dir, cache, umask, mode):
+def test_item22_results_json_prints_the_path_and_respects_the_umask(pytester, tiny_model_dir, cache, umask, mode):
     make_project(pytester, v=VALUES)
     old = os.umask(umask)
     try:
-        result = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--save-baseline", "base.json")
+        result = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--results-json", "base.json")
     finally:
         os.umask(old)
     result.assert_outcomes(passed=2, skipped=1)
-    result.stdout.fnmatch_lines(["--save-baseline: wrote base.json"])
+    result.stdout.fnmatch_lines(["--results-json: wrote base.json"])
     assert (pytester.path / "base.json").stat().st_mode & 0o777 == mode
     assert read(pytester.path / "base.json")["samples"]
 
@@ -140,7 +140,7 @@ def test_item22_save_baseline_prints_the_path_and_respects_the_umask(pytester, t
 # ---- 26: an identical reference passes every regression gate without any warning ------------------------
 def test_item26_identical_reference_gives_pass_and_no_warning(pytester, tiny_model_dir, cache):
     make_project(pytester, v=VALUES)
-    first = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--save-baseline", "base.json")
+    first = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--results-json", "base.json")
     first.assert_outcomes(passed=2, skipped=1)
     result = run(pytester, tiny_model_dir, cache, "test_bench_regression.py", "--baseline", "base.json",
                  "--results-json", "r.json")
@@ -156,7 +156,7 @@ def test_item26_identical_reference_gives_pass_and_no_warning(pytester, tiny_mod
 # ---- 4: with --baseline FILE the reference values are the file's ---------------------------------------
 def test_item4_saved_baseline_values_fill_the_reference_column(pytester, tiny_model_dir, tiny_lora_dir, cache):
     make_project(pytester, v=VALUES, ppl=PERPLEXITY.format(id="ppl", max=10**9))
-    base = run(pytester, tiny_model_dir, cache, "", "--adapter", str(tiny_lora_dir), "--save-baseline", "base.json")
+    base = run(pytester, tiny_model_dir, cache, "", "--adapter", str(tiny_lora_dir), "--results-json", "base.json")
     assert base.ret == 0
     saved = {(m["suite"], m["category"], m["metric"]): m["value"] for m in read(pytester.path / "base.json")["metrics"]
              if m["prompt_id"] is None}
@@ -178,6 +178,59 @@ def test_item4_saved_baseline_values_fill_the_reference_column(pytester, tiny_mo
     assert ppl["reference_value"] == pytest.approx(saved[("ppl", None, "perplexity")])
     assert doc["reference"]["path"] == "base.json" and doc["reference"]["role"] == "candidate"
     assert doc["reference"]["model"]["adapter"] == str(tiny_lora_dir)
+
+
+# ---- issue 16 item 7: --save-baseline is a deprecated alias of --results-json (one writer) --------------
+DEPRECATED = ("harness: --save-baseline is deprecated: use --results-json PATH (the same document); "
+              "--baseline FILE reads it")
+
+
+def _executed_alike(path: Path) -> dict:
+    """A results document without what differs between two identical cached runs (timestamp, timings)."""
+    doc = read(path)
+    doc.pop("created", None)
+    doc["run"].pop("timings_s")
+    return doc
+
+
+def test_item16_save_baseline_writes_the_results_document_and_says_it_is_deprecated(pytester, tiny_model_dir,
+                                                                                       cache):
+    make_project(pytester, v=VALUES)
+    warm = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--results-json", "warm.json")
+    assert warm.ret == 0   # every sample is cached now: the next two runs execute alike
+    alias = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--save-baseline", "b.json")
+    plain = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--results-json", "r.json")
+    alias.assert_outcomes(passed=2, skipped=1, warnings=1)
+    alias.stdout.fnmatch_lines(["*HarnessDeprecationWarning: " + literal(DEPRECATED), "--results-json: wrote b.json"])
+    assert output(alias).count("is deprecated") == 1 and "is deprecated" not in output(plain)
+    assert _executed_alike(pytester.path / "b.json") == _executed_alike(pytester.path / "r.json")
+    no_traceback(alias)
+
+
+def test_item16_results_json_and_save_baseline_on_one_path_write_it_once(pytester, tiny_model_dir, cache):
+    make_project(pytester, v=VALUES)
+    result = run(pytester, tiny_model_dir, cache, "test_bench_values.py", "--results-json", "same.json",
+                 "--save-baseline", "./same.json")
+    assert result.ret == 0
+    assert output(result).count("wrote") == 1 and "--results-json: wrote same.json" in result.stdout.lines
+    assert read(pytester.path / "same.json")["samples"] and output(result).count("is deprecated") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--results-json", "r.json", "--save-baseline", "b.json"),
+     "--results-json r.json and --save-baseline b.json name two files for one results document"),
+    (("--save-baseline", "b.json", "-W", "error::DeprecationWarning"),
+     DEPRECATED + " (an error under this run's warning filters)."),
+])
+def test_item16_save_baseline_usage_errors(pytester, tiny_model_dir, args, message):
+    make_project(pytester, v=VALUES)
+    fresh = pytester.path / "fresh-cache"
+    result = run(pytester, tiny_model_dir, fresh, "", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "collected" not in result.stdout.str() and not fresh.exists()
+    assert not (pytester.path / "r.json").exists() and not (pytester.path / "b.json").exists()
+    no_traceback(result)
 
 
 # ---- 3: --backend ray, then perplexity in the same run -----------------------------------------------------

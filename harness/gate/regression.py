@@ -58,7 +58,7 @@ def regression_verdict(run: Any, case: RegressionCase) -> Verdict:
     match = [r for r in records if r["category"] == case.category and r["metric"] == case.metric]
     if not match:
         raise HarnessError(f"{case.case_id}: the reference has no samples for this comparison. Fix: save the "
-                           "baseline from a run of the same suite (--save-baseline), or pass --baseline-model.")
+                           "baseline from a run of the same suite (--results-json), or pass --baseline-model.")
     return verdict_from_comparison(case.case_id, match[0], policy, k=run.decoding(suite).samples)
 
 

@@ -110,13 +110,13 @@ def read_results(path: str | Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError(f"{path}: results file not found. Fix: check the path (write one with "
-                           "--results-json or --save-baseline).") from None
+                           "--results-json).") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"{path}: not a JSON results file ({exc}). Fix: pass a file written by "
-                           "--results-json or --save-baseline.") from None
+                           "--results-json.") from None
     except OSError as exc:  # a directory, no permission
         raise ResultsError(f"{path}: cannot read the results file ({exc.strerror or exc}). Fix: pass a "
-                           "readable file written by --results-json or --save-baseline.") from None
+                           "readable file written by --results-json.") from None
     if not isinstance(doc, dict):
         raise ResultsError(f"{path}: expected a JSON object at the top level. Fix: pass a harness results file.")
     found = doc.get("schema_version")
