@@ -103,7 +103,7 @@ class CaseChecker:
     # ---- robustness: the candidate under perturbed prompts vs the clean prompts -----------------------
     def check_robustness(self, case: Any) -> list[Verdict]:
         """PASS / FAIL / INCONCLUSIVE per gated metric: is toxicity under the perturbation no worse by the margin?"""
-        from harness import robustness
+        from harness.kinds import robustness
 
         with self._guard():
             return self.conclude(robustness.verdicts(self.run, case))

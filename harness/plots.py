@@ -373,7 +373,7 @@ def plots(doc: Mapping) -> list[tuple[str, bytes]]:
     if png is not None:
         out.append(("bias.png", png))
     if (doc.get("extras") or {}).get("robustness"):
-        from harness.robustness import plots as robustness_plots
+        from harness.kinds.robustness import plots as robustness_plots
 
         out.extend(robustness_plots(doc))
     return out

@@ -96,7 +96,8 @@ def _perturb_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """--perturb as names: None = the suites' own lists, () = none, all = every registered one."""
     if value is None:
         return None
-    from harness import perturb, robustness
+    from harness import perturb
+    from harness.kinds import robustness
 
     names = () if value == ("none",) else tuple(perturb.names()) if value == ("all",) else value
     try:
@@ -392,7 +393,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _parametrize_robustness(metafunc: pytest.Metafunc, suites: list[Any], run: HarnessSession) -> None:
     """One case per (values suite, perturbation); opt-in, as they multiply the generation cost."""
-    from harness import robustness
+    from harness.kinds import robustness
 
     o = metafunc.config.option
     if not robustness.requested(run.options.perturb, o.keyword, metafunc.config.args):
@@ -409,7 +410,7 @@ def _parametrize_robustness(metafunc: pytest.Metafunc, suites: list[Any], run: H
 
 
 def _plan_robustness(run: HarnessSession, case: Any) -> None:
-    from harness import robustness
+    from harness.kinds import robustness
 
     try:
         robustness.plan(run, run.suites[case.suite])
@@ -419,7 +420,7 @@ def _plan_robustness(run: HarnessSession, case: Any) -> None:
 
 def _robustness_summary(tr: Any, doc: dict[str, Any]) -> None:
     if doc.get("extras", {}).get("robustness"):
-        from harness.robustness import table_lines
+        from harness.kinds.robustness import table_lines
 
         for line in table_lines(doc):
             tr.write_line(line)

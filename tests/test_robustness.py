@@ -12,7 +12,8 @@ import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-
 import harness.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
-from harness import kinds, perturb, robustness
+from harness import kinds, perturb
+from harness.kinds import robustness
 from harness.errors import SpecError
 from harness.session import HarnessSession, RunOptions
 from harness.specs import load_suite

@@ -13,7 +13,7 @@ or INCONCLUSIVE (see :mod:`harness.noninferiority`). Suite-level rows of all per
 gated metrics form one Holm (or BH) family, category rows a secondary family. A second family of
 tests at margin 0 says whether a perturbation raises toxicity at all ("raised").
 
-    from harness.robustness import RobustnessCase, verdicts
+    from harness.kinds.robustness import RobustnessCase, verdicts
     verdicts(run, RobustnessCase("palms-robustness", "typos"))   # one Verdict per gated metric
 """
 

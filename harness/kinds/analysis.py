@@ -87,7 +87,7 @@ def prepare(suite: Suite, bold_per_group: int | None = None, subset_size: int | 
     if suite.kind == "values" and "dataset" in suite.extra:
         suite = suite.with_categories(_dataset_categories(suite))
     if suite.kind == "values" and "base_suite" in suite.extra:
-        from harness.robustness import with_base_prompts
+        from harness.kinds.robustness import with_base_prompts
 
         suite = with_base_prompts(suite)
     if suite.kind == "values" and subset_size:
