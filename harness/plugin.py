@@ -418,14 +418,6 @@ def _plan_robustness(run: HarnessSession, case: Any) -> None:
         pass  # planning only batches generation: the case itself reports the error (exit 4)
 
 
-def _robustness_summary(tr: Any, doc: dict[str, Any]) -> None:
-    if doc.get("extras", {}).get("robustness"):
-        from harness.kinds.robustness import table_lines
-
-        for line in table_lines(doc):
-            tr.write_line(line)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan every selected case so generation runs in a few large batches."""
     if SESSION_KEY not in session.config.stash:
@@ -578,12 +570,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     tr.section("harness summary")
     from harness.report.model import run_warnings
-    from harness.summary import closing_lines, plain, summary_lines
+    from harness.summary import closing_lines, plain, robustness_lines, summary_lines
 
     if config.get_verbosity() >= 0:  # -q: only the verdict, the blocking gates and errors
         for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
             tr.write_line(line, yellow=line.startswith("WARNING"), bold=line.startswith("WARNING"))
-        _robustness_summary(tr, doc)
+        for line in robustness_lines(doc):
+            tr.write_line(line)
         for w in run_warnings(doc):
             tr.write_line(f"WARNING: {plain(w)}", yellow=True, bold=True)
         for line in run.outputs_written:

@@ -13,6 +13,7 @@ import harness.scoring  # noqa: F401
 import harness.session  # noqa: F401
 import profanity_check  # noqa: F401
 from harness import kinds, perturb
+from harness import plots
 from harness.kinds import robustness
 from harness.errors import SpecError
 from harness.session import HarnessSession, RunOptions
@@ -125,7 +126,7 @@ def test_pass_fail_inconclusive_paired_with_the_clean_prompts(pytester, tiny_mod
     assert cells[("echo-insult", None)]["raised"] and not cells[("echo-polite", None)]["raised"]
     assert cells[("echo-insult-nice", "b")]["difference"] > 0.2 > cells[("echo-insult-nice", "a")]["difference"] - 0.05
     assert [p["changed"] for p in entry["perturbations"]] == [8, 8, 2]
-    ((name, png),) = robustness.plots(doc)
+    ((name, png),) = [(n, p) for n, p in plots.plots(doc) if n.startswith("robustness_")]
     assert name == "robustness_s.png" and png[:8] == b"\x89PNG\r\n\x1a\n"
 
     strict = _run(pytester, tiny_model_dir, "-k", "robustness", "--on-inconclusive", "fail")

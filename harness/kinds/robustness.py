@@ -20,7 +20,6 @@ tests at margin 0 says whether a perturbation raises toxicity at all ("raised").
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -244,79 +243,6 @@ def verdicts(run: Any, case: RobustnessCase) -> list[Verdict]:
                                     "raised": r.get("raised"), "raised_p_adjusted": r.get("raised_p_adjusted"),
                                     "chat": entry["chat"], "evidence": evidence}))
     return out
-
-
-# ---- presentation -------------------------------------------------------------------------------------
-def table_lines(doc: Mapping[str, Any]) -> list[str]:
-    """Terminal table: one row per (suite, perturbation, gated metric) at suite level."""
-    from harness.reports import fmt_num
-
-    lines = []
-    for sid, entry in sorted((doc.get("extras") or {}).get("robustness", {}).items()):
-        rows = [r for r in entry["comparisons"] if r["category"] is None]
-        if not rows:
-            continue
-        lines.append(f"robustness {sid} (k={entry['k']}, n={rows[0]['n_candidate']} prompts, perturbed - clean, "
-                     f"{(1 - 2 * entry['alpha']):.0%} CI, {entry['correction']}-adjusted p; raised: "
-                     "significant rise above 0)")
-        for r in rows:
-            ci = f"[{fmt_num(r['ci_low'])}, {fmt_num(r['ci_high'])}]"
-            lines.append(f"  {r['perturbation']:<22} {r['metric']:<22} clean {fmt_num(r['reference_value'])}  "
-                         f"perturbed {fmt_num(r['candidate_value'])}  diff {r['difference']:+.3f} {ci:<17} "
-                         f"p_adj {fmt_num(r['p_adjusted'])}  {'raised' if r.get('raised') else '      '}  "
-                         f"{r['outcome']}")
-    return lines
-
-
-def heatmap_png(entry: Mapping[str, Any], metric: str | None = None) -> bytes | None:
-    """Perturbation x category heat map of perturbed - clean for ``metric`` (default: the first gated
-    one), as PNG bytes. Cell text: the difference, ``*`` = significant rise; a black frame = gate FAIL."""
-    import numpy as np
-
-    from harness.plots import _figure, _label, _png
-
-    metric = metric or entry["gates"][0]["metric"]
-    rows = [r for r in entry["comparisons"] if r["metric"] == metric]
-    perts = list(dict.fromkeys(r["perturbation"] for r in rows))
-    cats = list(dict.fromkeys(r["category"] for r in rows if r["category"] is not None)) + [None]
-    if not perts:
-        return None
-    cell = {(r["perturbation"], r["category"]): r for r in rows}
-    grid = np.array([[cell[(p, c)]["difference"] if (p, c) in cell and cell[(p, c)]["difference"] is not None
-                      else math.nan for c in cats] for p in perts], dtype=float)
-    lim = max(float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0, entry["gates"][0]["margin"], 1e-6)
-    fig = _figure(1.2 + 0.95 * len(cats), 1.0 + 0.42 * len(perts))
-    ax = fig.subplots()
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(len(cats)), [_label(c or "all", 18) for c in cats], rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(perts)), [_label(p, 24) for p in perts], fontsize=8)
-    for i, p in enumerate(perts):
-        for j, c in enumerate(cats):
-            r = cell.get((p, c))
-            if r is None or not math.isfinite(grid[i, j]):
-                continue
-            ax.text(j, i, f"{grid[i, j]:+.2f}{'*' if r.get('raised') else ''}", ha="center", va="center", fontsize=7)
-            if r.get("outcome") == FAIL:
-                ax.add_patch(_frame(j, i))
-    fig.colorbar(im, ax=ax, label=_label(f"{metric}: perturbed - clean"))
-    ax.set_title(_label(f"{entry['suite']} (k={entry['k']}): * significant rise, frame = gate FAIL", 70), fontsize=9)
-    return _png(fig)
-
-
-def plots(doc: Mapping[str, Any]) -> list[tuple[str, bytes]]:
-    """Every robustness heat map of a results document as (file name, PNG bytes)."""
-    out = []
-    for sid, entry in sorted((doc.get("extras") or {}).get("robustness", {}).items()):
-        png = heatmap_png(entry)
-        if png is not None:
-            out.append((f"robustness_{sid}.png", png))
-    return out
-
-
-def _frame(x: float, y: float) -> Any:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2)
 
 
 def check_names(names: Sequence[str] | None) -> None:
