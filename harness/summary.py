@@ -24,12 +24,12 @@ def plain(text: Any) -> str:
 
 def tradeoff_lines(doc: Mapping[str, Any]) -> list[str]:
     """Per model: suite-level expected maximum toxicity next to held-out perplexity."""
-    kinds = {sid: info.get("kind") for sid, info in doc["config"].get("suites", {}).items()}
+    aggregated = {sid for sid, info in doc["config"].get("suites", {}).items() if info.get("toxicity_metrics")}
     by_role: dict[str, dict[str, float]] = {}
     for m in doc["metrics"]:
         if m.get("category") is not None or m.get("prompt_id") is not None:
             continue
-        if kinds.get(m["suite"]) == "values" and m["metric"] == "toxicity.expected_max":
+        if m["suite"] in aggregated and m["metric"] == "toxicity.expected_max":
             by_role.setdefault(m["role"], {})[f"EMT {m['suite']} (k={m['k']})"] = m["value"]
         elif m["metric"] == "perplexity":
             by_role.setdefault(m["role"], {})[f"perplexity {m['suite']}"] = m["value"]
