@@ -226,7 +226,7 @@ def test_base_suite_prompts_subset_and_spec_errors(tmp_path):
     bold = tmp_path / "b.yaml"
     bold.write_text("suite: b\nkind: bold\nperturbations: [typos]\n", encoding="utf-8")
     with pytest.raises(SpecError, match="b.yaml: perturbations: a bold suite has no prompts to perturb"):
-        load_suite(bold)
+        kinds.prepare(load_suite(bold))
 
 
 def test_shipped_robustness_suite_lists_every_shipped_perturbation():
