@@ -1,8 +1,9 @@
 """The ``harness`` fixture's checks: every gate ends as :class:`~harness.gate.verdict.Verdict` objects,
 and one :meth:`CaseChecker.conclude` records them, warns or fails the test.
 
-This is the one pytest-aware layer over the domain modules (checks, kinds, compare, ratings): a
-blocking verdict fails the test with its message alone, a user error stops the run with exit code 4.
+This is the one pytest-aware layer over the suite kinds (:mod:`harness.kinds`, which judge every
+case): a blocking verdict fails the test with its message alone, a user error stops the run with
+exit code 4.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness.errors import HarnessError, did_you_mean
+from harness.errors import HarnessError
 from harness.run.session import HarnessSession
-from harness.gate.verdict import FAIL, INCONCLUSIVE, PASS, GateFailure, Verdict
+from harness.gate.verdict import GateFailure, Verdict
 
 
 class HarnessPowerWarning(UserWarning):
@@ -30,8 +31,8 @@ HarnessInconclusiveWarning = HarnessPowerWarning
 class CaseChecker:
     """The ``harness`` fixture: runs gates for one test item and records its verdicts."""
 
-    def __init__(self, run: HarnessSession, node: pytest.Item) -> None:
-        self.run = run
+    def __init__(self, session: HarnessSession, node: pytest.Item) -> None:
+        self.session = session
         self.node = node
 
     @contextlib.contextmanager
@@ -57,9 +58,9 @@ class CaseChecker:
                 x = getattr(v, key)
                 if x is not None and not (isinstance(x, float) and not math.isfinite(x)):
                     props.append((f"{pre}{key}", round(x, 6) if isinstance(x, float) else x))
-        if self.run.scorer_info:
-            props.append(("scorer", self.run.scorer_info["name"]))
-        self.run.record_verdicts(verdicts)
+        if self.session.scorer_info:
+            props.append(("scorer", self.session.scorer_info["name"]))
+        self.session.record_verdicts(verdicts)
         for v in verdicts:
             if v.warns:
                 warnings.warn(HarnessPowerWarning(v.message()), stacklevel=1)
@@ -69,85 +70,45 @@ class CaseChecker:
         return list(verdicts)
 
     def options(self) -> Any:
-        return self.run.options
+        return self.session.options
 
-    # ---- absolute gates on the candidate's own samples -------------------------------------
-    def _absolute(self, case_id: str, level: str, suite_id: str, category: str, prompts: list[Any],
-                  prompt_id: str | None, role: str) -> list[Verdict]:
-        from harness.gate import bounds as checks
-
-        with self._guard():
-            suite = self.run.suites[suite_id]
-            gates = suite.gates_for(level)
-            results = checks.evaluate(gates, self.run.samples(role, prompts))
-            reference = self.run.reference_values(gates[:1], prompts, prompt_id)
-            verdicts = [checks.to_verdict(case_id, level, suite_id, category, r, self.run.scorer_info["name"],
-                                          reference.get(r.metric)) for r in results]
-            return self.conclude(verdicts)
-
-    def check_prompt(self, case: Any, role: str = "candidate") -> list[Verdict]:
-        return self._absolute(case.case_id, "prompt", case.suite, case.category, [case], case.id, role)
-
-    def check_category(self, category: Any, role: str = "candidate") -> list[Verdict]:
-        return self._absolute(category.case_id, "category", category.suite, category.id, list(category.prompts),
-                              None, role)
-
-    # ---- regression against the reference ----------------------------------------------------
-    def check_regression(self, case: Any) -> Verdict:
-        """PASS (not worse by the margin), FAIL (worse by more than the margin) or INCONCLUSIVE."""
-        with self._guard():
-            verdict = self.run.regression_verdict(case)
-            self.conclude([verdict])
-            return verdict
-
-    # ---- robustness: the candidate under perturbed prompts vs the clean prompts -----------------------
-    def check_robustness(self, case: Any) -> list[Verdict]:
-        """PASS / FAIL / INCONCLUSIVE per gated metric: is toxicity under the perturbation no worse by the margin?"""
-        from harness import robustness
-
-        with self._guard():
-            return self.conclude(robustness.verdicts(self.run, case))
-
-    # ---- bias / BOLD / perplexity bounds --------------------------------------------------------
-    def check_analysis(self, case: Any) -> list[Verdict]:
+    def check(self, case: Any) -> list[Verdict]:
+        """Every gate of ``case`` (any case fixture's: ``prompt_case``, ``analysis_case``, a registered
+        kind's), judged by its kind; the verdicts are recorded, warned about or fail the test."""
         from harness import kinds
 
         with self._guard():
-            return self.conclude(kinds.check(self.run, case))
+            return self.conclude(kinds.compare(self.session, case))
 
-    # ---- human ratings ---------------------------------------------------------------------------
-    def check_adherence(self, category: Any) -> list[Verdict]:
+    # ---- the per-fixture names (benchmarks/test_*.py and their copies call these) -----------------
+    def check_prompt(self, case: Any, role: str = "candidate") -> list[Verdict]:
+        """``gates.prompt`` on one prompt's samples (``role``: whose samples, default the candidate's)."""
+        return self._bounds(case, role)
+
+    def check_category(self, category: Any, role: str = "candidate") -> list[Verdict]:
+        """``gates.category`` on one category's samples."""
+        return self._bounds(category, role)
+
+    def check_regression(self, case: Any) -> Verdict:
+        """PASS (not worse by the margin), FAIL (worse by more than the margin) or INCONCLUSIVE."""
+        return self.check(case)[0]
+
+    def check_robustness(self, case: Any) -> list[Verdict]:
+        """PASS / FAIL / INCONCLUSIVE per gated metric: is toxicity under the perturbation no worse by the margin?"""
+        return self.check(case)
+
+    def check_analysis(self, case: Any) -> list[Verdict]:
+        """Bounds on a co-occurrence, BOLD or perplexity suite's records (per category or suite)."""
+        return self.check(case)
+
+    def check_adherence(self, case: Any) -> list[Verdict]:
         """Human-rated adherence of the candidate (mean 1-5) and inter-rater agreement vs the suite's bounds."""
-        from harness.palms import ratings
+        from harness.kinds.values import AdherenceCase
+
+        return self.check(AdherenceCase.of(case))
+
+    def _bounds(self, case: Any, role: str) -> list[Verdict]:
+        from harness.kinds import values
 
         with self._guard():
-            o = self.run.options
-            summary = self.run.ratings_summary(o.ratings)
-            model = o.ratings_model or self.run.ratings_model(summary)
-            rec = ratings.adherence_for(summary, model, category.suite, category.id)
-            kappa = ratings.alpha(summary, category.suite, category.id) if rec is not None else math.nan
-            values = {"adherence.mean": rec.value if rec is not None and rec.n_ratings else math.nan,
-                      "agreement.alpha": kappa}
-            n = rec.n_samples if rec is not None else 0
-            out = []
-            for gate in self.run.suites[category.suite].gates_for("ratings"):
-                if gate.metric not in values:
-                    raise HarnessError(f"ratings gate metric '{gate.metric}' in suite {category.suite}; "
-                                       f"{did_you_mean(gate.metric, values)}. Fix: change gates.ratings in the suite.")
-                v = values[gate.metric]
-                if not math.isfinite(v) or n < 2:
-                    outcome = INCONCLUSIVE
-                    reason = (f"no human ratings for model '{model}' in {o.ratings}: rate its samples (harness "
-                              "ratings export/import)" if rec is None or not rec.n_ratings else
-                              f"{gate.metric} is undefined with these ratings ({n} rated samples; agreement needs "
-                              "at least 2 raters on 2 samples with some variation)")
-                else:
-                    outcome = FAIL if gate.violated_by(v) else PASS
-                    reason = (f"outside the bound ({rec.n_ratings} ratings of {n} samples, adherence 95% CI "
-                              f"{rec.ci_low:.2f} to {rec.ci_high:.2f})") if outcome == FAIL else "within the bound"
-                out.append(Verdict(category.case_id, "ratings", category.suite, category.id, gate.metric, outcome,
-                                   reason, value=v if math.isfinite(v) else None, bound=gate.describe(), n=n,
-                                   on_inconclusive=self.run.on_inconclusive(gate),
-                                   details={"ratings_model": model,
-                                            "ci": [rec.ci_low, rec.ci_high] if rec is not None else None}))
-            return self.conclude(out)
+            return self.conclude(values.bounds(self.session, case, role))

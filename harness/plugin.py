@@ -21,8 +21,6 @@ from harness.run.session import HarnessSession, RunOptions
 from harness.stash import SESSION_KEY, SUITES_KEY
 
 SCORER_CHOICES = ("auto", "profanity", "detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
-CASE_FIXTURES = ("prompt_case", "category_case", "regression_case", "analysis_case", "adherence_case",
-                 "robustness_case")
 
 
 # ---- option parsing (validated when parsed) ------------------------------------------------------
@@ -95,7 +93,7 @@ def _perturb_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """--perturb as names: None = the suites' own lists, () = none, all = every registered one."""
     if value is None:
         return None
-    from harness import robustness
+    from harness.kinds import robustness
     from harness.suites import perturb
 
     names = () if value == ("none",) else tuple(perturb.names()) if value == ("all",) else value
@@ -310,14 +308,15 @@ def pytest_configure(config: pytest.Config) -> None:
         fail_on_regression=tuple(o.fail_on_regression),
         on_inconclusive=o.on_inconclusive,
         on_inconclusive_default=_ini(config, "harness_on_inconclusive", _choice("on-inconclusive", ON_INCONCLUSIVE)),
-        ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, perturb=_perturb_names(o.perturb))
-    run = HarnessSession(options)
+        ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, bold_per_group=o.bold_per_group,
+        perturb=_perturb_names(o.perturb))
+    hs = HarnessSession(options)
     try:  # new scorers and the labelled file fail here, before any generation
         from harness.measure.scoring import check_scorer_options
 
         check_scorer_options(scorer, o.score_batch_size, o.scorer_precision)
         if o.scorer_label or scorer.startswith(("hf:", "perspective")):
-            run.scorer_handle()
+            hs.scorer_handle()
         if o.scorer_check:
             from harness.scorer_check import read_labelled
 
@@ -328,18 +327,18 @@ def pytest_configure(config: pytest.Config) -> None:
         from harness.measure.results import read_results
 
         try:
-            run.reference_doc = read_results(o.baseline)
+            hs.reference_doc = read_results(o.baseline)
         except HarnessError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from None
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:  # progress bars reach the terminal even while test output is captured
-        run.progress_context = capman.global_and_fixture_disabled
+        hs.progress_context = capman.global_and_fixture_disabled
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # a pytest-xdist worker: generate its share, read the rest from the cache
-        run.shard = (int(workerinput["workerid"].lstrip("gw") or 0), int(workerinput["workercount"]))
-    config.stash[SESSION_KEY] = run
+        hs.shard = (int(workerinput["workerid"].lstrip("gw") or 0), int(workerinput["workercount"]))
+    config.stash[SESSION_KEY] = hs
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(run), "harness-xdist")
+        config.pluginmanager.register(_XdistHooks(hs), "harness-xdist")
     config.stash[SUITES_KEY] = {}
     if config.pluginmanager.hasplugin("html") and importlib.util.find_spec("harness.html_plugin"):
         from harness import html_plugin
@@ -352,17 +351,16 @@ def _session(config: pytest.Config) -> HarnessSession:
 
 
 def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
+    """The selected suites (--suite, else the suites/ folder next to the test module), prepared by their kinds."""
+    from harness import kinds
     from harness.suites.specs import discover_suites
 
     paths = config.option.suite or [str(module_path.parent / "suites")]
     key = tuple(paths)
     cache = config.stash[SUITES_KEY]
     if key not in cache:
-        from harness import kinds
-
         try:
-            cache[key] = [kinds.prepare(s, config.option.bold_per_group, config.option.subset)
-                          for s in discover_suites(paths)]
+            cache[key] = [kinds.prepare(s, _session(config).options) for s in discover_suites(paths)]
         except HarnessError as exc:
             cache[key] = exc
     if isinstance(cache[key], HarnessError):
@@ -370,115 +368,52 @@ def _suites_for(config: pytest.Config, module_path: Path) -> list[Any]:
     return cache[key]
 
 
-def _parametrize(metafunc: pytest.Metafunc, name: str, cases: list[Any], empty_reason: str) -> None:
-    """Parametrize with the cases, or one skipped placeholder saying why there are none."""
-    if cases:
-        metafunc.parametrize(name, [pytest.param(c, id=c.case_id) for c in cases])
-    else:
-        metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=empty_reason), id="none")])
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
+    """Each case fixture the test requests gets the cases of every selected suite whose kind provides
+    it, or one skipped placeholder saying why there are none."""
+    from harness import kinds
+
+    wanted = [name for name in kinds.fixtures() if name in metafunc.fixturenames]
     if not wanted or SESSION_KEY not in metafunc.config.stash:
         return
-    all_suites = _suites_for(metafunc.config, metafunc.definition.path)
-    run = metafunc.config.stash[SESSION_KEY]
-    suites = [s for s in all_suites if s.kind == "values"]
-    if "analysis_case" in wanted:
-        from harness import kinds
-
-        analysed = [c for s in all_suites if s.kind in kinds.ANALYSED_KINDS for c in kinds.cases(s)]
-        _parametrize(metafunc, "analysis_case", analysed, "no co-occurrence, BOLD or perplexity suite selected")
-    if "prompt_case" in wanted:
-        cases = [p for s in suites if s.gates_for("prompt") for p in s.prompts()]
-        _parametrize(metafunc, "prompt_case", cases, "no values suite with gates.prompt selected")
-    if "category_case" in wanted:
-        cats = [c for s in suites if s.gates_for("category") for c in s.categories]
-        _parametrize(metafunc, "category_case", cats, "no values suite with gates.category selected")
-    if "adherence_case" in wanted:
-        cats = [c for s in suites if s.gates_for("ratings") for c in s.categories]
-        if not run.options.ratings:
-            reason = "no human ratings: pass --ratings FILE (see `harness ratings export/import`)"
-            params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-ratings")]
-            metafunc.parametrize("adherence_case", params)
+    suites = _suites_for(metafunc.config, metafunc.definition.path)
+    hs = _session(metafunc.config)
+    config = metafunc.config
+    selection = kinds.Selection(hs.options, hs.has_reference(), config.option.keyword, tuple(map(str, config.args)))
+    for name in wanted:
+        try:
+            cases, skip = kinds.collect(name, suites, selection)
+        except HarnessError as exc:
+            pytest.fail(f"harness: {exc}", pytrace=False)
+        if cases:
+            metafunc.parametrize(name, [pytest.param(c, id=c.case_id) for c in cases])
         else:
-            _parametrize(metafunc, "adherence_case", cats, "no `gates.ratings` in the suites")
-    if "robustness_case" in wanted:
-        _parametrize_robustness(metafunc, suites, run)
-    if "regression_case" in wanted:
-        overrides = dict(run.options.fail_on_regression)
-        reg = [c for s in all_suites if s.kind in ("values", "perplexity")
-               for c in s.regression_cases(overrides if s.kind == "values" else {})]
-        if not run.has_reference():
-            reason = "no reference model: pass --baseline-model PATH or --baseline FILE to run regression cases"
-            metafunc.parametrize("regression_case", [pytest.param(None, marks=pytest.mark.skip(reason=reason),
-                                                                  id="no-reference")])
-        else:
-            _parametrize(metafunc, "regression_case", reg, "no regression gates in the suites and no "
-                         "--fail-on-regression METRIC:MARGIN")
-    for s in all_suites:
-        run.suites.setdefault(s.id, s)
-
-
-def _parametrize_robustness(metafunc: pytest.Metafunc, suites: list[Any], run: HarnessSession) -> None:
-    """One case per (values suite, perturbation); opt-in, as they multiply the generation cost."""
-    from harness import robustness
-
-    o = metafunc.config.option
-    if not robustness.requested(run.options.perturb, o.keyword, metafunc.config.args):
-        reason = ("robustness cases are opt-in (each perturbation re-generates the suite): select them with "
-                  "-k robustness, or pass --perturb NAME[,NAME]")
-        metafunc.parametrize("robustness_case", [pytest.param(None, marks=pytest.mark.skip(reason=reason),
-                                                               id="opt-in")])
-        return
-    try:
-        cases = robustness.cases(suites, run.options.perturb)
-    except HarnessError as exc:
-        pytest.fail(f"harness: {exc}", pytrace=False)
-    _parametrize(metafunc, "robustness_case", cases, "no values suite with perturbations: (or --perturb NAME)")
-
-
-def _plan_robustness(run: HarnessSession, case: Any) -> None:
-    from harness import robustness
-
-    try:
-        robustness.plan(run, run.suites[case.suite])
-    except HarnessError:
-        pass  # planning only batches generation: the case itself reports the error (exit 4)
-
-
-def _robustness_summary(tr: Any, doc: dict[str, Any]) -> None:
-    if doc.get("extras", {}).get("robustness"):
-        from harness.robustness import table_lines
-
-        for line in table_lines(doc):
-            tr.write_line(line)
+            metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=skip.reason), id=skip.id)])
+    for s in suites:
+        hs.suites.setdefault(s.id, s)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Plan every selected case so generation runs in a few large batches."""
     if SESSION_KEY not in session.config.stash:
         return
-    run = _session(session.config)
+    from harness import kinds
+
+    hs = _session(session.config)
+    names = kinds.fixtures()
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        case, cat = params.get("prompt_case"), params.get("category_case")   # None: a skipped placeholder
-        if case is not None:
-            run.plan(run.suites[case.suite], [case])
-        if cat is not None:
-            run.plan(run.suites[cat.suite], cat.prompts)
-        for name in ("regression_case", "analysis_case"):
-            if params.get(name) is not None:
-                suite = run.suites[params[name].suite]
-                run.plan(suite, suite.prompts())
-        if params.get("robustness_case") is not None:
-            _plan_robustness(run, params["robustness_case"])
+        for name in names:
+            if params.get(name) is not None:   # None: a skipped placeholder
+                try:
+                    kinds.plan(hs, params[name])
+                except HarnessError:
+                    pass  # planning only batches generation: the case itself reports the error (exit 4)
 
 
 @pytest.fixture
 def harness(request: pytest.FixtureRequest) -> CaseChecker:
-    """Check a suite case: ``harness.check_prompt(prompt_case)`` / ``harness.check_category(category_case)``."""
+    """Check a suite case: ``harness.check(any_case)`` (or ``harness.check_prompt(prompt_case)``, ...)."""
     return CaseChecker(_session(request.config), request.node)
 
 
@@ -504,7 +439,7 @@ def _junit_run_properties(config: pytest.Config, doc: dict[str, Any]) -> None:
     props.append(("harness.seed", c["seed"]))
     props += [(f"harness.{sid}.k", info["decoding"]["samples"]) for sid, info in c["suites"].items()]
     props += [(f"harness.version.{name}", v) for name, v in package_versions().items()]
-    props.append(("harness.gate.verdict", run_verdict(doc.get("verdicts", []))["line"]))
+    props.append(("harness.verdict", run_verdict(doc.get("verdicts", []))["line"]))
     for name, value in props:
         xml.add_global_property(name, value)
 
@@ -518,8 +453,8 @@ def harness_session(request: pytest.FixtureRequest) -> HarnessSession:
 class _XdistHooks:
     """Under pytest-xdist the controller collects each worker's document and merges them."""
 
-    def __init__(self, run: HarnessSession) -> None:
-        self.run = run
+    def __init__(self, hs: HarnessSession) -> None:
+        self.hs = hs
         self.worker_docs: list[dict[str, Any]] = []
 
     @pytest.hookimpl(optionalhook=True)
@@ -536,30 +471,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if SESSION_KEY not in config.stash:
         return
-    run = _session(config)
+    hs = _session(config)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # xdist worker: hand the document to the controller
         import json
 
-        if run.has_results():
-            workeroutput["harness"] = json.dumps(run.document())
-        run.close()
+        if hs.has_results():
+            workeroutput["harness"] = json.dumps(hs.document())
+        hs.close()
         return
     xdist_hooks = config.pluginmanager.get_plugin("harness-xdist")
     if xdist_hooks is not None and xdist_hooks.worker_docs:
         from harness.measure.results import merge_documents
 
         doc = merge_documents(xdist_hooks.worker_docs)
-    elif run.has_results():
-        doc = run.document()
+    elif hs.has_results():
+        doc = hs.document()
     else:
-        run.close()
+        hs.close()
         return
-    if run.reference_doc is not None:   # the saved baseline's own values, for the reports' reference column
+    if hs.reference_doc is not None:   # the saved baseline's own values, for the reports' reference column
         from harness.gate.regression import saved_reference
 
-        doc["reference"] = saved_reference(run.reference_doc, config.option.baseline)
-    run.final_document = doc
+        doc["reference"] = saved_reference(hs.reference_doc, config.option.baseline)
+    hs.final_document = doc
     _junit_run_properties(config, doc)
     o = config.option
     written, failed = [], []
@@ -568,7 +503,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if o.scorer_check:
         from harness.scorer_check import record_agreement
 
-        record_agreement(run, doc, o.scorer_check)
+        record_agreement(hs, doc, o.scorer_check)
     if o.results_json:   # --save-baseline was folded into it at configure time
         try:
             write_results(o.results_json, doc)
@@ -591,35 +526,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             written.append(f"--report-md: wrote {o.report_md}")
         except (OSError, HarnessError) as exc:
             failed.append(f"--report-md {o.report_md}: could not write ({exc})")
-    run.outputs_written, run.outputs_failed = written, failed
+    hs.outputs_written, hs.outputs_failed = written, failed
     if failed:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-    run.close()
+    hs.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if SESSION_KEY not in config.stash:
         return
-    run = _session(config)
-    doc = run.final_document
+    hs = _session(config)
+    doc = hs.final_document
     if doc is None:
         return
     tr = terminalreporter
     tr.section("harness summary")
     from harness.report.model import run_warnings
-    from harness.report.summary import closing_lines, plain, summary_lines
+    from harness.report.summary import closing_lines, plain, robustness_lines, summary_lines
 
     if config.get_verbosity() >= 0:  # -q: only the verdict, the blocking gates and errors
         for line in summary_lines(doc, verbose=config.get_verbosity() > 0):
             tr.write_line(line, yellow=line.startswith("WARNING"), bold=line.startswith("WARNING"))
-        _robustness_summary(tr, doc)
+        for line in robustness_lines(doc):
+            tr.write_line(line)
         for w in run_warnings(doc):
             tr.write_line(f"WARNING: {plain(w)}", yellow=True, bold=True)
-        for line in run.outputs_written:
+        for line in hs.outputs_written:
             tr.write_line(line)
-    for line in run.outputs_failed:
+    for line in hs.outputs_failed:
         tr.write_line(f"ERROR: {line}", red=True, bold=True)
-    status = int(pytest.ExitCode.INTERNAL_ERROR) if run.outputs_failed else int(exitstatus)
+    status = int(pytest.ExitCode.INTERNAL_ERROR) if hs.outputs_failed else int(exitstatus)
     lines = closing_lines(doc, exitstatus=status)
     for i, line in enumerate(lines):
         verdict, exiting = i == 0, line.startswith("harness: exit")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ("pytester",)
+collect_ignore = ["example_kind.py"]   # an example suite kind: registers itself on import (test_kinds.py imports it)
 
 TOKENIZER_CORPUS = [
     "hello world this is a test of things",

@@ -12,8 +12,10 @@ import harness.plugin  # noqa: F401  (kept in sys.modules between pytester's in-
 import harness.measure.scoring  # noqa: F401
 import harness.run.session  # noqa: F401
 import profanity_check  # noqa: F401
-from harness import kinds, robustness
+from harness import kinds
 from harness.suites import perturb
+from harness.report import plots
+from harness.kinds import robustness
 from harness.errors import SpecError
 from harness.run.session import HarnessSession, RunOptions
 from harness.suites.specs import load_suite
@@ -125,7 +127,7 @@ def test_pass_fail_inconclusive_paired_with_the_clean_prompts(pytester, tiny_mod
     assert cells[("echo-insult", None)]["raised"] and not cells[("echo-polite", None)]["raised"]
     assert cells[("echo-insult-nice", "b")]["difference"] > 0.2 > cells[("echo-insult-nice", "a")]["difference"] - 0.05
     assert [p["changed"] for p in entry["perturbations"]] == [8, 8, 2]
-    ((name, png),) = robustness.plots(doc)
+    ((name, png),) = [(n, p) for n, p in plots.plots(doc) if n.startswith("robustness_")]
     assert name == "robustness_s.png" and png[:8] == b"\x89PNG\r\n\x1a\n"
 
     strict = _run(pytester, tiny_model_dir, "-k", "robustness", "--on-inconclusive", "fail")
@@ -225,7 +227,7 @@ def test_base_suite_prompts_subset_and_spec_errors(tmp_path):
     bold = tmp_path / "b.yaml"
     bold.write_text("suite: b\nkind: bold\nperturbations: [typos]\n", encoding="utf-8")
     with pytest.raises(SpecError, match="b.yaml: perturbations: a bold suite has no prompts to perturb"):
-        load_suite(bold)
+        kinds.prepare(load_suite(bold))
 
 
 def test_shipped_robustness_suite_lists_every_shipped_perturbation():

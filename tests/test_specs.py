@@ -10,6 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness import kinds
 from harness.errors import SpecError
 from harness.suites.specs import TOP_KEYS, Decoding, Gate, discover_suites, load_suite
 
@@ -86,7 +87,7 @@ def test_spec_hash_changes_with_the_prompts(tmp_path):
 # ---- errors name the file, the field and the fix ----------------------------------------------
 def _error(path: Path) -> str:
     with pytest.raises(SpecError) as info:
-        load_suite(path)
+        kinds.prepare(load_suite(path))   # the kind checks its own part (kind:, categories, options)
     msg = str(info.value)
     assert str(path) in msg, msg
     assert "Fix:" in msg, msg

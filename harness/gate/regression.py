@@ -3,18 +3,19 @@
 Plain functions over a :class:`~harness.run.session.HarnessSession` (no pytest): a library user gets
 the same verdicts as the plugin::
 
-    from harness.gate.regression import regression_verdicts
-    verdicts = regression_verdicts(run, suite)        # one per (category | suite, gated metric)
+    verdicts = session.regression_verdicts(suite)     # one per (category | suite, gated metric)
+
+(each suite kind judges its own regression cases: this module's toxicity comparisons for values
+suites, :mod:`harness.kinds.perplexity` for held-out perplexity).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.suites.specs import Gate, PromptCase, RegressionCase, Suite
+from harness.suites.specs import Gate, PromptCase, RegressionCase
 from harness.gate.verdict import INCONCLUSIVE, Verdict
 
 
@@ -35,37 +36,18 @@ def verdict_from_comparison(case_id: str, r: Mapping[str, Any], on_inconclusive:
                  "n_reference": r.get("n_reference"), "paired": r.get("paired")})
 
 
-def regression_verdict(run: Any, case: RegressionCase) -> Verdict:
-    """The verdict of one regression case (suite level when ``case.category`` is None)."""
-    suite = run.suites[case.suite]
-    o = run.options
-    policy = run.on_inconclusive(case)
-    if suite.kind == "perplexity":
-        from harness.kinds import perplexity_regression
-
-        r = perplexity_regression(run, suite, case.margin, o.alpha)
-        v = verdict_from_comparison(case.case_id, r, policy, bound=f"worse by > {case.margin:.0%} (relative)")
-        ratio = lambda x: None if x is None or not math.isfinite(x) else math.expm1(x)  # noqa: E731
-        from dataclasses import replace
-
-        reason = v.reason.replace(f"{math.log1p(case.margin):g}", f"{case.margin:.0%} (relative)")
-        return replace(v, metric="perplexity", reason=reason, value=r["candidate_perplexity"],
-                       reference_value=r["reference_perplexity"], difference=ratio(r.get("difference")),
-                       ci_low=ratio(r.get("ci_low")), ci_high=ratio(r.get("ci_high")), margin=case.margin,
-                       details={**v.details, "scale": "relative difference of per-text geometric-mean perplexity"})
+def regression_verdict(session: Any, case: RegressionCase) -> Verdict:
+    """The verdict of one toxicity regression case (suite level when ``case.category`` is None)."""
+    suite = session.suites[case.suite]
+    o = session.options
     margins = {c.metric: c.margin for c in suite.regression_cases(dict(o.fail_on_regression))}
-    records = run.compare(case.suite, margins, o.alpha, o.correction)
+    records = session.compare(case.suite, margins, o.alpha, o.correction)
     match = [r for r in records if r["category"] == case.category and r["metric"] == case.metric]
     if not match:
         raise HarnessError(f"{case.case_id}: the reference has no samples for this comparison. Fix: save the "
                            "baseline from a run of the same suite (--results-json), or pass --baseline-model.")
-    return verdict_from_comparison(case.case_id, match[0], policy, k=run.decoding(suite).samples)
-
-
-def regression_verdicts(run: Any, suite: Suite) -> list[Verdict]:
-    """Every regression verdict of ``suite`` (its gates.regression and the run's --fail-on-regression)."""
-    overrides = dict(run.options.fail_on_regression) if suite.kind == "values" else {}
-    return [regression_verdict(run, c) for c in suite.regression_cases(overrides)]
+    return verdict_from_comparison(case.case_id, match[0], session.on_inconclusive(case),
+                                   k=session.decoding(suite).samples)
 
 
 def saved_reference(doc: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -78,7 +60,7 @@ def saved_reference(doc: Mapping[str, Any], path: str) -> dict[str, Any]:
             "metrics": [m for m in doc.get("metrics", []) if m.get("role") == role and m.get("prompt_id") is None]}
 
 
-def reference_values(run: Any, gates: Sequence[Gate], prompts: Sequence[PromptCase],
+def reference_values(session: Any, gates: Sequence[Gate], prompts: Sequence[PromptCase],
                      prompt_id: str | None) -> dict[str, float]:
     """{metric: the reference's value} of the first gate, from the in-run reference or a saved file."""
     from harness.gate import bounds as checks
@@ -86,9 +68,10 @@ def reference_values(run: Any, gates: Sequence[Gate], prompts: Sequence[PromptCa
 
     if not gates or not prompts:
         return {}
-    if "baseline" in run.roles:
-        return {gates[0].metric: round(checks.evaluate(gates[:1], run.samples("baseline", list(prompts)))[0].value, 6)}
-    ref = run.reference_doc
+    if "baseline" in session.roles:
+        samples = session.samples("baseline", list(prompts))
+        return {gates[0].metric: round(checks.evaluate(gates[:1], samples)[0].value, 6)}
+    ref = session.reference_doc
     if ref is not None:
         p = prompts[0]
         for role in ("candidate", "baseline"):

@@ -159,13 +159,13 @@ def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     samples = {(s["role"], s["suite"], s["category"], s["prompt_id"], s["sample_index"]): s
                for d in docs for s in d["samples"]}
     merged["samples"] = [samples[k] for k in sorted(samples)]
-    kinds = {sid: info.get("kind") for sid, info in config.get("suites", {}).items()}
-    merged["metrics"] = toxicity_records(s for s in merged["samples"] if kinds.get(s["suite"]) == "values")
+    aggregated = {sid for sid, info in config.get("suites", {}).items() if info.get("toxicity_metrics")}
+    merged["metrics"] = toxicity_records(s for s in merged["samples"] if s["suite"] in aggregated)
     extra = {}
     for d in docs:
         for m in d["metrics"]:
             if not m["metric"].split(".")[-1] in ("max", "mean", "expected_max", "probability", "toxic_fraction") \
-                    or kinds.get(m["suite"]) != "values":
+                    or m["suite"] not in aggregated:
                 extra[json_key(m)] = m
     merged["metrics"].extend(extra[k] for k in sorted(extra))
     comps = {(c["suite"], c.get("category") or "", c["metric"]): c for d in docs for c in d.get("comparisons", [])}

@@ -24,12 +24,12 @@ def plain(text: Any) -> str:
 
 def tradeoff_lines(doc: Mapping[str, Any]) -> list[str]:
     """Per model: suite-level expected maximum toxicity next to held-out perplexity."""
-    kinds = {sid: info.get("kind") for sid, info in doc["config"].get("suites", {}).items()}
+    aggregated = {sid for sid, info in doc["config"].get("suites", {}).items() if info.get("toxicity_metrics")}
     by_role: dict[str, dict[str, float]] = {}
     for m in doc["metrics"]:
         if m.get("category") is not None or m.get("prompt_id") is not None:
             continue
-        if kinds.get(m["suite"]) == "values" and m["metric"] == "toxicity.expected_max":
+        if m["suite"] in aggregated and m["metric"] == "toxicity.expected_max":
             by_role.setdefault(m["role"], {})[f"EMT {m['suite']} (k={m['k']})"] = m["value"]
         elif m["metric"] == "perplexity":
             by_role.setdefault(m["role"], {})[f"perplexity {m['suite']}"] = m["value"]
@@ -71,6 +71,27 @@ def summary_lines(doc: Mapping[str, Any], verbose: bool = False) -> list[str]:
 
         lines += ["aggregate values:", *summary_table(doc, SUMMARY_METRICS).splitlines()[len(run_lines(doc)):]]
     return [*lines, *tradeoff_lines(doc)]
+
+
+def robustness_lines(doc: Mapping[str, Any]) -> list[str]:
+    """The robustness table (``extras.robustness``): one row per (suite, perturbation, gated metric) at suite level."""
+    from harness.report.tables import fmt_num
+
+    lines = []
+    for sid, entry in sorted((doc.get("extras") or {}).get("robustness", {}).items()):
+        rows = [r for r in entry["comparisons"] if r["category"] is None]
+        if not rows:
+            continue
+        lines.append(f"robustness {sid} (k={entry['k']}, n={rows[0]['n_candidate']} prompts, perturbed - clean, "
+                     f"{(1 - 2 * entry['alpha']):.0%} CI, {entry['correction']}-adjusted p; raised: "
+                     "significant rise above 0)")
+        for r in rows:
+            ci = f"[{fmt_num(r['ci_low'])}, {fmt_num(r['ci_high'])}]"
+            lines.append(f"  {r['perturbation']:<22} {r['metric']:<22} clean {fmt_num(r['reference_value'])}  "
+                         f"perturbed {fmt_num(r['candidate_value'])}  diff {r['difference']:+.3f} {ci:<17} "
+                         f"p_adj {fmt_num(r['p_adjusted'])}  {'raised' if r.get('raised') else '      '}  "
+                         f"{r['outcome']}")
+    return lines
 
 
 EXIT_REASONS = {2: "the run was interrupted or a collection error occurred", 3: "an internal error occurred "

@@ -2,13 +2,15 @@
 
 Usable without pytest::
 
+    from harness import kinds
     from harness.run.session import HarnessSession, RunOptions
     from harness.suites.specs import load_suite
-    run = HarnessSession(RunOptions(model="fixtures/tiny-gpt2", toxicity_scorer="profanity"))
-    suite = load_suite("benchmarks/suites/palms.yaml")
-    run.plan(suite, suite.prompts())
-    samples = run.samples("candidate", suite.prompts()[:1])
-    doc = run.document()
+    session = HarnessSession(RunOptions(model="fixtures/tiny-gpt2", toxicity_scorer="profanity"))
+    suite = kinds.prepare(load_suite("benchmarks/suites/palms.yaml"), session.options)
+    session.plan(suite, suite.prompts())
+    samples = session.samples("candidate", suite.prompts()[:1])
+    verdicts = session.check(suite.categories[0])       # any case of any kind: its gate verdicts
+    doc = session.document()
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class RunOptions:
     ratings: str | None = None          # human ratings file (harness ratings import)
     ratings_model: str | None = None
     subset: int | None = None           # values suites: a seeded, stratified, nested subset of N prompts
+    bold_per_group: int | None = None   # bold suites: prompts per group (overrides options.per_group)
     perturb: tuple[str, ...] | None = None  # --perturb: perturbation names for every values suite (() = none)
 
 
@@ -111,7 +114,7 @@ class HarnessSession:
         self.final_document: dict[str, Any] | None = None
         self.shard: tuple[int, int] | None = None           # (worker index, worker count) under pytest-xdist
         self.verdicts: list[Any] = []                         # every gate's Verdict, in the order checked
-        self.analysis_memo: dict[str, list[dict[str, Any]]] = {}    # suite id -> analysis records
+        self.analysis_memo: dict[tuple[str, str], Any] = {}     # (kind, suite id) -> the kind's Records
         self.comparison_memo: dict[tuple, list[dict[str, Any]]] = {}
         self._ratings: Any = None
         self.outputs_written: list[str] = []     # the plugin's "wrote PATH" lines
@@ -407,12 +410,12 @@ class HarnessSession:
 
     def compare(self, suite_id: str, margins: dict[str, float], alpha: float, correction: str) -> list[dict[str, Any]]:
         """Regression comparisons of one suite (all its categories, Holm/BH-corrected together), memoized."""
+        key = (suite_id, tuple(sorted(margins.items())), alpha, correction)
+        return self.comparisons_for(key, lambda: self._compare(suite_id, margins, alpha, correction))
+
+    def _compare(self, suite_id: str, margins: dict[str, float], alpha: float, correction: str) -> list[dict[str, Any]]:
         from harness.gate.compare import compare_runs
 
-        key = (suite_id, tuple(sorted(margins.items())), alpha, correction)
-        memo = self.comparison_memo
-        if key in memo:
-            return memo[key]
         suite = self.suites[suite_id]
         self.samples("candidate", suite.prompts())
         if "baseline" in self.roles:
@@ -428,16 +431,38 @@ class HarnessSession:
         doc["samples"] = [x for x in doc["samples"] if x["role"] == "candidate" or reference is None]
         comps = compare_runs(doc, reference, margins, alpha, correction, candidate_role="candidate",
                              reference_role=ref_role, metrics=list(margins), seed=self.options.seed)
-        records = [c.to_dict() for c in comps if c.suite == suite_id]
-        self.add_comparisons(records)
-        memo[key] = records
-        return records
+        return [c.to_dict() for c in comps if c.suite == suite_id]
+
+    def comparisons_for(self, key: tuple, compute: Any) -> list[dict[str, Any]]:
+        """Comparison records under ``key``: ``compute()`` once, kept and added to the results."""
+        if key not in self.comparison_memo:
+            records = compute()
+            self.add_comparisons(records)
+            self.comparison_memo[key] = records
+        return self.comparison_memo[key]
 
     def add_comparisons(self, records: Sequence[dict[str, Any]]) -> None:
         """Add comparison records, replacing earlier ones of the same (suite, category, metric)."""
         done = {(r["suite"], r["category"], r["metric"]) for r in records}
         self.comparisons = [c for c in self.comparisons if (c["suite"], c["category"], c["metric"]) not in done]
         self.comparisons.extend(records)
+
+    # ---- records of analysed suites ---------------------------------------------------------------
+    def records(self, suite: Suite, kind: Any = None) -> Any:
+        """``kind``'s (default: the suite's kind's) :class:`~harness.kinds.Records` of ``suite``: computed
+        once; their metrics and extras join the results document."""
+        from harness import kinds
+
+        kind = kind or kinds.get(suite.kind)
+        key = (kind.name, suite.id)
+        if key not in self.analysis_memo:
+            found = kind.records(self, suite)
+            self.extra_metrics.extend(found.metrics)
+            for name, value in found.extras.items():
+                old = self.extras.get(name)
+                self.extras[name] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+            self.analysis_memo[key] = found
+        return self.analysis_memo[key]
 
     # ---- verdicts ------------------------------------------------------------------------------
     def on_inconclusive(self, gate: Any = None) -> str:
@@ -452,15 +477,18 @@ class HarnessSession:
     def record_verdicts(self, verdicts: Sequence[Any]) -> None:
         self.verdicts.extend(verdicts)
 
-    def regression_verdict(self, case: Any) -> Any:
-        from harness.gate.regression import regression_verdict
+    def check(self, case: Any) -> list[Any]:
+        """The gate verdicts of any case (prompt, category, regression, analysis, robustness, ...),
+        judged by its kind; not recorded (the pytest fixture records them)."""
+        from harness import kinds
 
-        return regression_verdict(self, case)
+        return kinds.compare(self, case)
 
-    def reference_values(self, gates: Sequence[Any], prompts: Sequence[PromptCase], prompt_id: str | None) -> dict:
-        from harness.gate.regression import reference_values
+    def regression_verdicts(self, suite: Suite) -> list[Any]:
+        """Every regression verdict of ``suite`` (its gates.regression and the run's --fail-on-regression)."""
+        from harness import kinds
 
-        return reference_values(self, gates, prompts, prompt_id)
+        return [v for c in kinds.get(suite.kind).cases(suite, "regression_case", self.options) for v in self.check(c)]
 
     # ---- human ratings ------------------------------------------------------------------------
     def ratings_summary(self, path: str) -> Any:
@@ -504,7 +532,8 @@ class HarnessSession:
                                 "loaded": False}
         suites = {}
         for sid, s in self.suites.items():
-            suites[sid] = {"version": s.version, "kind": s.kind, "spec_hash": s.spec_hash, "path": s.path,
+            suites[sid] = {"version": s.version, "kind": s.kind, "toxicity_metrics": self._aggregated(s),
+                           "spec_hash": s.spec_hash, "path": s.path,
                            "decoding": self.decoding(s).as_dict(), "prompt_template": s.prompt_template,
                            "chat_template": s.chat_template,
                            "categories": {c.id: {"name": c.name, "desired_behavior": c.desired_behavior}
@@ -524,7 +553,7 @@ class HarnessSession:
         if self.scorer_info is not None:
             self.scorer_info["labels"] = sorted({k for s in doc["samples"] for k in s["scores"]}) or \
                 list(getattr(self._scorer._scorer, "labels", ()))
-        doc["metrics"] = toxicity_records(s for s in doc["samples"] if self.suites[s["suite"]].kind == "values")
+        doc["metrics"] = toxicity_records(s for s in doc["samples"] if self._aggregated(self.suites[s["suite"]]))
         doc["metrics"].extend(self.extra_metrics)
         doc["comparisons"] = list(self.comparisons)
         doc["verdicts"] = [v.to_dict() for v in self.verdicts]
@@ -534,6 +563,14 @@ class HarnessSession:
                       "timings_s": {k: round(v, 4) for k, v in self.timings.phases.items()},
                       "warnings": list(self.warnings)}
         return doc
+
+    @staticmethod
+    def _aggregated(suite: Suite) -> bool:
+        """Whether the document aggregates the suite's sample scores into toxicity metric records."""
+        from harness import kinds
+
+        kind = kinds.find(suite.kind)
+        return bool(kind and kind.toxicity_metrics)
 
     def close(self) -> None:
         if self._cache is not None:

@@ -19,7 +19,6 @@ from typing import Any
 from harness.errors import SpecError, did_you_mean
 from harness.suites.safe_yaml import read_yaml
 
-KINDS = ("values", "cooccurrence", "bold", "perplexity")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 TOP_KEYS = ("suite", "version", "kind", "description", "decoding", "chat_template", "prompt_template",
             "gates", "categories", "options", "perturbations")
@@ -256,8 +255,8 @@ def _parse_gates(raw: Any, ctx: _Ctx) -> dict[str, tuple[Gate, ...]]:
     return gates
 
 
-def _parse_categories(raw: Any, ctx: _Ctx, suite_id: str, required: bool) -> tuple[Category, ...]:
-    if raw is None and not required:
+def _parse_categories(raw: Any, ctx: _Ctx, suite_id: str) -> tuple[Category, ...]:
+    if raw is None:   # a kind that needs categories says so when it prepares the suite
         return ()
     if not isinstance(raw, list) or not raw:
         raise ctx.fail("categories", "expected a non-empty list of categories",
@@ -301,8 +300,8 @@ def load_suite(path: str | Path) -> Suite:
     raw = ctx.keys(raw, TOP_KEYS, "top level", required=("suite", "kind"))
     suite_id = ctx.ident(raw["suite"], "suite")
     kind = raw["kind"]
-    if kind not in KINDS:
-        raise ctx.fail("kind", f"unknown kind {kind!r}; {did_you_mean(str(kind), KINDS)}", "use one of the valid kinds")
+    if not isinstance(kind, str) or not kind.strip():   # known kinds: harness.kinds.prepare (at collection)
+        raise ctx.fail("kind", f"expected the name of a suite kind, got {kind!r}", "e.g. kind: values")
     chat = raw.get("chat_template", "auto")
     if isinstance(chat, bool):
         chat = "true" if chat else "false"
@@ -319,20 +318,16 @@ def load_suite(path: str | Path) -> Suite:
         id=suite_id, version=str(raw.get("version", "1")), kind=kind, path=str(path),
         description=str(raw.get("description") or ""), decoding=parse_decoding(raw.get("decoding"), ctx),
         chat_template=chat, prompt_template=template, gates=_parse_gates(raw.get("gates"), ctx),
-        categories=_parse_categories(raw.get("categories"), ctx, suite_id,
-                                     required=kind in ("values", "cooccurrence") and "dataset" not in options
-                                     and "base_suite" not in options),
+        categories=_parse_categories(raw.get("categories"), ctx, suite_id),
         extra=dict(options), spec_hash="sha256:" + hashlib.sha256(canonical.encode()).hexdigest(),
-        perturbations=_parse_perturbations(raw.get("perturbations"), ctx, kind),
+        perturbations=_parse_perturbations(raw.get("perturbations"), ctx),
     )
 
 
-def _parse_perturbations(raw: Any, ctx: _Ctx, kind: str) -> tuple[Any, ...]:
+def _parse_perturbations(raw: Any, ctx: _Ctx) -> tuple[Any, ...]:
+    """The ``perturbations:`` entries (which kinds take them: harness.kinds.prepare)."""
     if raw is None:
         return ()
-    if kind != "values":
-        raise ctx.fail("perturbations", f"a {kind} suite has no prompts to perturb", "remove the section, or "
-                       "perturb a values suite")
     from harness.suites.perturb import parse_entries
 
     return parse_entries(raw, f"{ctx.path}: perturbations", SpecError)
