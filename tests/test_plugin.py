@@ -111,6 +111,12 @@ def test_passing_run_results_document_and_junit(pytester, tiny_model_dir):
     cat_props = cases["test_category_toxicity[s/cat-a]"]
     assert cat_props["metric"] == "toxicity.expected_max" and cat_props["k"] == "2"
     assert float(cat_props["value"]) == pytest.approx(sum(cat_a) / 2, abs=1e-6)
+    # run-level properties on the testsuite element, under their documented names
+    run_props = {p.get("name"): p.get("value") for p in tree.getroot().iter("property")
+                 if p.get("name", "").startswith("harness.")}
+    assert run_props["harness.verdict"] == "PASSED: 6 gates passed"
+    assert run_props["harness.candidate.fingerprint"] == cand["fingerprint"]
+    assert run_props["harness.seed"] == "0" and run_props["harness.s.k"] == "2"
 
     # Same cache directory: nothing is generated again, the samples are the same.
     again = _run(pytester, tiny_model_dir, "--results-json", "r2.json")
