@@ -35,7 +35,7 @@ DATA = Path(__file__).resolve().parent / "data"
 CATEGORY = "categories:\n  - id: a\n    prompts:\n      - {id: p, text: hi}\n"
 GEN = {"text": "hi", "n_prompt_tokens": 2, "n_new_tokens": 1, "truncated": False, "finish_reason": "eos"}
 CacheError = getattr(hc, "CacheError", HarnessError)  # getattr: each test fails on its own on old code
-TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/run/session.py", "harness/model/models.py",
+TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/options.py", "harness/run/", "harness/model/models.py",
                      "harness/suites/specs.py", "harness/model/cache.py")
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 IDS = ["test_toxicity[s/cat-a/p1]", "test_toxicity[s/cat-a/p2]", "test_toxicity[s/cat-b/p1]",
        "test_toxicity[s/cat-b/p2]", "test_category_toxicity[s/cat-a]", "test_category_toxicity[s/cat-b]"]
-TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/run/session.py", "harness/model/models.py",
+TRACEBACK_MARKERS = ("Traceback", "harness/plugin.py", "harness/options.py", "harness/run/", "harness/model/models.py",
                      "harness/suites/specs.py")
 
 

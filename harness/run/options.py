@@ -1,0 +1,47 @@
+"""The options of one run (:class:`RunOptions`): what the pytest options and ini settings become,
+and what a library user passes to :class:`~harness.run.session.HarnessSession`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLES = ("candidate", "baseline")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str
+    adapter: str | None = None
+    baseline_model: str | None = None
+    baseline_adapter: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = "auto"
+    samples: int | None = None          # overrides every suite's k
+    max_new_tokens: int | None = None
+    seed: int = 0
+    toxicity_scorer: str = "auto"
+    scorer_label: str | None = None      # hf: scorers: the toxic class when the config is ambiguous
+    detoxify_checkpoint: str | None = None
+    detoxify_config_dir: str | None = None
+    score_batch_size: int | str = "auto"  # Detoxify rows per batch, or auto (a padded-token budget)
+    scorer_precision: str = "fp32"       # fp32 | bf16 | int8 (part of the scorer fingerprint)
+    trust_remote_code: bool = False
+    chat_template: str = "auto"          # auto | on | off (on/off override the suites)
+    cache_dir: str | None = None
+    use_cache: bool = True
+    progress: bool = True
+    backend: str = "local"              # local | ray
+    ray_address: str | None = None
+    ray_workers: int = 2
+    shard_wait_s: float = 300.0         # xdist: how long to wait for another worker's samples without progress
+    alpha: float = 0.05                 # significance level of every regression gate
+    correction: str = "holm"            # within each family: holm | bh
+    fail_on_regression: tuple[tuple[str, float], ...] = ()   # extra (metric, margin) regression gates
+    on_inconclusive: str | None = None  # fail | warn | pass: overrides every gate's (None: gate's, else warn)
+    on_inconclusive_default: str | None = None   # for gates that set none (the ini harness_on_inconclusive)
+    ratings: str | None = None          # human ratings file (harness ratings import)
+    ratings_model: str | None = None
+    subset: int | None = None           # values suites: a seeded, stratified, nested subset of N prompts
+    bold_per_group: int | None = None   # bold suites: prompts per group (overrides options.per_group)
+    perturb: tuple[str, ...] | None = None  # --perturb: perturbation names for every values suite (() = none)
