@@ -26,6 +26,8 @@ _PUBLIC = {
     "GateFailure": ("harness.gate.verdict", "GateFailure"),
     "compare_runs": ("harness.gate.compare", "compare_runs"),
     "read_results": ("harness.measure.results", "read_results"),
+    "SuiteKind": ("harness.kinds", "SuiteKind"),
+    "register_kind": ("harness.kinds", "register"),
     "HarnessSession": ("harness.run.session", "HarnessSession"),
     "RunOptions": ("harness.run.session", "RunOptions"),
 }

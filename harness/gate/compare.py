@@ -25,10 +25,10 @@ from typing import Any
 from harness.errors import HarnessError, ResultsError, did_you_mean
 from harness.measure.results import roles
 from harness.gate.comparison import Comparison, adjust_comparisons, compare_units
+from harness.measure.metrics import GROUP_STATS, unit_statistic
 from harness.measure.stats import CORRECTIONS, TESTS
 
-from harness.measure.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
-TOXICITY_STATS = ("expected_max", "probability", "toxic_fraction", "mean")
+TOXICITY_STATS = GROUP_STATS   # per-prompt units: metrics.unit_statistic
 DEFAULT_METRICS = ("toxicity.expected_max", "toxicity.probability")
 
 
@@ -80,10 +80,8 @@ def unit_statistics(samples: Any, metric: str, role: str | None = None):
                                f"finite '{label}' score (got {x!r}; labels present: {labels}). Fix: re-score the "
                                "run; unscorable samples are never counted as non-toxic.")
         values.append(float(x))
-    df = df.assign(score=values, hit=[float(v >= THRESHOLD) for v in values])
-    g = df.groupby(["suite", "category", "prompt_id"], sort=True)
-    column = {"expected_max": g["score"].max(), "probability": (g["score"].max() >= THRESHOLD).astype(float),
-              "toxic_fraction": g["hit"].mean(), "mean": g["score"].mean()}[stat]
+    g = df.assign(score=values).groupby(["suite", "category", "prompt_id"], sort=True)
+    column = g["score"].agg(lambda scores: unit_statistic(stat, scores.tolist()))
     out = pd.DataFrame({"value": column, "k": g["score"].size()}).reset_index()
     return out.rename(columns={"prompt_id": "unit"})[["suite", "category", "unit", "value", "k"]]
 

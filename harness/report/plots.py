@@ -28,13 +28,10 @@ ROLE_COLORS = (BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION)
 OUTCOME_STYLE = {"PASS": (GREEN, "o"), "FAIL": (VERMILLION, "X"), "INCONCLUSIVE": (ORANGE, "D"),
                  "SKIPPED": (GREY, "s")}
 COLORS = ROLE_COLORS  # kept for callers of the old name
-from harness.measure.metrics import THRESHOLD  # noqa: E402  (the one toxicity threshold)
+from harness.measure.metrics import GROUP_STATS, THRESHOLD, unit_statistic  # noqa: E402  (the one definition)
 BOOTSTRAP_RESAMPLES = 2000
 WIDTH = 11.0          # inches at 100 dpi: 1,100 px
 ROW_H = 0.28          # inches per labelled row
-UNIT_STATS = {"expected_max": lambda s: max(s), "probability": lambda s: float(max(s) >= THRESHOLD),
-              "toxic_fraction": lambda s: sum(x >= THRESHOLD for x in s) / len(s),
-              "mean": lambda s: sum(s) / len(s)}
 
 
 def _label(text: object, width: int = 48) -> str:
@@ -149,14 +146,14 @@ def _outcome_legend(fig) -> None:
 def _unit_values(doc: Mapping, role: str, suite: str, category: str, metric: str) -> list[float]:
     """Per-prompt values whose mean is the category metric (for the bootstrap CI)."""
     label, _, stat = metric.rpartition(".")
-    if stat not in UNIT_STATS:
+    if stat not in GROUP_STATS:
         return []
     per_prompt: dict[str, list[float]] = {}
     for s in doc.get("samples", []):
         value = (s.get("scores") or {}).get(label)
         if (s.get("role"), s.get("suite"), s.get("category")) == (role, suite, category) and _finite(value):
             per_prompt.setdefault(str(s.get("prompt_id")), []).append(float(value))
-    return [UNIT_STATS[stat](v) for v in per_prompt.values() if v]
+    return [unit_statistic(stat, v) for v in per_prompt.values() if v]
 
 
 def _bound_value(text: str) -> float | None:
@@ -171,7 +168,7 @@ def category_bounds(doc: Mapping) -> bytes | None:
     reference's when there is one, and the bound."""
     panels: dict[str, list[Mapping]] = {}
     for v in doc.get("verdicts", []):
-        if v.get("gate") == "category" and _finite(v.get("value")) and v.get("metric", "").rpartition(".")[2] in UNIT_STATS:
+        if v.get("gate") == "category" and _finite(v.get("value")) and v.get("metric", "").rpartition(".")[2] in GROUP_STATS:
             panels.setdefault(str(v["metric"]), []).append(v)
     if not panels:
         return None
