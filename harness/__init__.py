@@ -29,7 +29,7 @@ _PUBLIC = {
     "SuiteKind": ("harness.kinds", "SuiteKind"),
     "register_kind": ("harness.kinds", "register"),
     "HarnessSession": ("harness.run.session", "HarnessSession"),
-    "RunOptions": ("harness.run.session", "RunOptions"),
+    "RunOptions": ("harness.run.options", "RunOptions"),
 }
 __all__ = ["__version__", *_PUBLIC]
 

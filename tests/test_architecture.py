@@ -170,6 +170,6 @@ def test_the_public_face_resolves_every_name_lazily():
     import harness
 
     assert out.split() == ["[]", str(len(harness.__all__))]
-    assert harness.RunOptions.__module__ == "harness.run.session"
+    assert harness.RunOptions.__module__ == "harness.run.options"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         harness.nope  # noqa: B018

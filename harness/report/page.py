@@ -91,7 +91,7 @@ def head_html(report: Report) -> str:
     if report.open_rows:
         out.append(gates_table(report.open_rows, "harness-gates"))
     elif report.rows:
-        out.append(f'<p id="harness-gates">Every gate passed.</p>')
+        out.append('<p id="harness-gates">Every gate passed.</p>')
     else:
         out.append('<p id="harness-gates">No gate was evaluated in this run.</p>')
     if report.passed_rows:

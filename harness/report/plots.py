@@ -13,7 +13,6 @@ and a title that says what they show. Labels are escaped for mathtext (``$``).
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,40 +20,12 @@ from typing import Any
 from harness.measure.results import candidate_role, reference_role, roles
 from harness.measure.stats import bootstrap_mean_ci
 
-# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
-BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
-                                                      "#56B4E9", "#7f7f7f")
-ROLE_COLORS = (BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION)
-OUTCOME_STYLE = {"PASS": (GREEN, "o"), "FAIL": (VERMILLION, "X"), "INCONCLUSIVE": (ORANGE, "D"),
-                 "SKIPPED": (GREY, "s")}
-COLORS = ROLE_COLORS  # kept for callers of the old name
-from harness.measure.metrics import GROUP_STATS, THRESHOLD, unit_statistic  # noqa: E402  (the one definition)
+from harness.measure.metrics import GROUP_STATS, THRESHOLD, unit_statistic
+from harness.report.figure import (BLUE, GREY, ORANGE, OUTCOME_STYLE, ROLE_COLORS, ROW_H, VERMILLION, WIDTH, _figure,
+                                   _finite, _label, _png)
+from harness.report.robustness_plot import robustness_heatmap
+
 BOOTSTRAP_RESAMPLES = 2000
-WIDTH = 11.0          # inches at 100 dpi: 1,100 px
-ROW_H = 0.28          # inches per labelled row
-
-
-def _label(text: object, width: int = 48) -> str:
-    text = str(text)
-    text = text if len(text) <= width else text[: width - 1] + "\u2026"
-    return text.replace("$", r"\$")
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(min(width, 12.0), height), dpi=100, layout="constrained")
-    return fig
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _ordered_roles(doc: Mapping, present: set) -> list[str]:
@@ -336,46 +307,6 @@ def bias(doc: Mapping) -> bytes | None:
         ax.set_title(title, loc="left", fontsize="medium")
     _role_legend(fig, order)
     return _png(fig)
-
-
-# ---------------------------------------------------------------- robustness heat map
-def robustness_heatmap(entry: Mapping[str, Any], metric: str | None = None) -> bytes | None:
-    """Perturbation x category heat map of perturbed - clean for ``metric`` (default: the first gated
-    one), as PNG bytes. Cell text: the difference, ``*`` = significant rise; a black frame = gate FAIL."""
-    import numpy as np
-
-    metric = metric or entry["gates"][0]["metric"]
-    rows = [r for r in entry["comparisons"] if r["metric"] == metric]
-    perts = list(dict.fromkeys(r["perturbation"] for r in rows))
-    cats = list(dict.fromkeys(r["category"] for r in rows if r["category"] is not None)) + [None]
-    if not perts:
-        return None
-    cell = {(r["perturbation"], r["category"]): r for r in rows}
-    grid = np.array([[cell[(p, c)]["difference"] if (p, c) in cell and cell[(p, c)]["difference"] is not None
-                      else math.nan for c in cats] for p in perts], dtype=float)
-    lim = max(float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0, entry["gates"][0]["margin"], 1e-6)
-    fig = _figure(1.2 + 0.95 * len(cats), 1.0 + 0.42 * len(perts))
-    ax = fig.subplots()
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(len(cats)), [_label(c or "all", 18) for c in cats], rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(perts)), [_label(p, 24) for p in perts], fontsize=8)
-    for i, p in enumerate(perts):
-        for j, c in enumerate(cats):
-            r = cell.get((p, c))
-            if r is None or not math.isfinite(grid[i, j]):
-                continue
-            ax.text(j, i, f"{grid[i, j]:+.2f}{'*' if r.get('raised') else ''}", ha="center", va="center", fontsize=7)
-            if r.get("outcome") == "FAIL":
-                ax.add_patch(_frame(j, i))
-    fig.colorbar(im, ax=ax, label=_label(f"{metric}: perturbed - clean"))
-    ax.set_title(_label(f"{entry['suite']} (k={entry['k']}): * significant rise, frame = gate FAIL", 70), fontsize=9)
-    return _png(fig)
-
-
-def _frame(x: float, y: float) -> Any:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2)
 
 
 # ---------------------------------------------------------------- all of them
