@@ -382,7 +382,7 @@ def machine() -> dict:
 
 
 def build_standin(target: Path) -> Path:
-    """An untrained GPT-2 with the bundled fixture's shape (harness.fixtures.MODEL_SHAPE) and a 2,000-token BPE."""
+    """An untrained GPT-2 with the bundled fixture's shape (MODEL_SHAPE, fixtures/build/models.py), 2,000-token BPE."""
     if (target / "config.json").is_file():
         return target
     import random

@@ -32,7 +32,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ratings": ("harness.palms.ratings", "human rating sheets: export blind sheets, import and analyse ratings"),
     "data": ("harness.palms.datasets", "check a values-targeted Q&A dataset (lengths, categories, duplicates)"),
     "scorer-check": ("harness.scorer_check", "agreement of a toxicity scorer with labelled texts or another scorer"),
-    "fixtures": ("harness.fixtures", "build the bundled tiny models and data under fixtures/"),
 }
 
 

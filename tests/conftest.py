@@ -7,12 +7,19 @@ or ~/.cache (HARNESS_CACHE_DIR points at a session temp dir, HF_HUB_OFFLINE=1).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ("pytester",)
 collect_ignore = ["example_kind.py"]   # an example suite kind: registers itself on import (test_kinds.py imports it)
+
+# The fixture builders (fixtures/build, repository tooling outside the package) are imported from the
+# checkout; `python -m pytest` from the root already has it on sys.path, the `pytest` script does not.
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
 
 TOKENIZER_CORPUS = [
     "hello world this is a test of things",

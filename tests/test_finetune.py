@@ -177,7 +177,7 @@ def test_build_adapters_wiring(base, tmp_path):
     """build_adapters on a tiny random base: three small adapter dirs, SGEAT corpus kept beside its adapter."""
     import shutil
 
-    from harness.fixture_adapters import Recipe, build_adapters
+    from fixtures.build import Recipe, build_adapters
 
     shutil.copytree(base, tmp_path / "tiny-gpt2")
     recipe = Recipe(max_steps=1, max_length=64, sgeat_n=6, sgeat_max_new_tokens=4, target_modules=("c_attn",))

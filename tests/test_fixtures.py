@@ -1,4 +1,4 @@
-"""Tests for the bundled fixtures (committed artifacts) and the fixtures builder (tiny smoke build)."""
+"""Tests for the bundled fixtures (committed artifacts) and their builder, fixtures/build (tiny smoke build)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import fixtures as F
+from fixtures.build import corpus as C
+from fixtures.build import pipeline
+from fixtures.build.models import DETOX_CLASSES
 from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +57,7 @@ def test_detoxify_checkpoint_format():
     args = ckpt["config"]["arch"]["args"]
     assert args == {"model_type": "harness-tiny-bert", "model_name": "BertForSequenceClassification",
                     "tokenizer_name": "BertTokenizer", "num_classes": 6}
-    assert ckpt["config"]["dataset"]["args"]["classes"] == F.DETOX_CLASSES
+    assert ckpt["config"]["dataset"]["args"]["classes"] == DETOX_CLASSES
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
     assert tuple(ckpt["state_dict"]["classifier.weight"].shape) == (6, 64)
     for name in ("config.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
@@ -98,21 +100,21 @@ def test_real_detoxify_loader_reads_the_bundled_files(tmp_path):
 
 
 def test_corpus_builder_is_deterministic():
-    a = F.build_corpus(seed=0, n_qa=80, n_neutral=40, n_heldout=10)
-    b = F.build_corpus(seed=0, n_qa=80, n_neutral=40, n_heldout=10)
-    c = F.build_corpus(seed=1, n_qa=80, n_neutral=40, n_heldout=10)
+    a = C.build_corpus(seed=0, n_qa=80, n_neutral=40, n_heldout=10)
+    b = C.build_corpus(seed=0, n_qa=80, n_neutral=40, n_heldout=10)
+    c = C.build_corpus(seed=1, n_qa=80, n_neutral=40, n_heldout=10)
     assert a == b
     assert a["docs"] != c["docs"]
     assert any(m.get("rude") for m in a["meta"]) and any(m.get("rude") is False for m in a["meta"])
-    assert {m["category"] for m in a["meta"] if m["kind"] == "qa"} == set(F.QUESTIONS)
+    assert {m["category"] for m in a["meta"] if m["kind"] == "qa"} == set(C.QUESTIONS)
 
 
 @needs_corpus
 def test_committed_corpus_matches_the_builder():
     docs = (FIX / "corpus" / "train.txt").read_text(encoding="utf-8").splitlines()
     held = (FIX / "data" / "heldout.txt").read_text(encoding="utf-8").splitlines()
-    built = F.build_corpus(seed=0)
-    assert docs == built["docs"], "fixtures/corpus is stale: run `python -m harness.fixtures build`"
+    built = C.build_corpus(seed=0)
+    assert docs == built["docs"], "fixtures/corpus is stale: run `python -m fixtures.build`"
     assert held == built["heldout"]
     assert 90 <= len(held) <= 110 and not set(held) & set(docs)
 
@@ -131,31 +133,47 @@ def _suite_prompts() -> list[str]:
 def test_evaluation_prompts_are_held_out_of_the_corpus():
     questions = {_norm(d[: d.index("?") + 1]) for d in
                  (FIX / "corpus" / "train.txt").read_text(encoding="utf-8").splitlines() if "?" in d}
-    for prompt in F.PALMS_PUBLISHED + F.PROBE_PROMPTS + _suite_prompts():
+    for prompt in C.PALMS_PUBLISHED + C.PROBE_PROMPTS + _suite_prompts():
         assert _norm(prompt) not in questions, (
             f"evaluation prompt {prompt!r} appears as a training question; add it to PROBE_PROMPTS in "
-            "harness/fixtures.py (blocked from the corpus) and rebuild the fixtures")
+            "fixtures/build/corpus.py (blocked from the corpus) and rebuild the fixtures")
 
 
 def test_unknown_stage_is_a_harness_error(tmp_path):
     with pytest.raises(HarnessError, match="did you mean 'model'"):
-        F.build(tmp_path, only={"modle"})
+        pipeline.build(tmp_path, only={"modle"})
 
 
-def test_cli_dispatch_reports_unknown_stage(tmp_path, capsys):
-    from harness.cli import main
+def test_builder_cli_reports_unknown_stage(tmp_path, capsys):
+    from fixtures.build.__main__ import main
 
-    assert main(["fixtures", "build", "--out", str(tmp_path), "--only", "detox"]) == 2
-    assert "unknown fixtures stage 'detox'" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--only", "detox"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown fixtures stage 'detox'" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_runtime_package_never_imports_the_builders():
+    """fixtures/build is repository tooling, not in the wheel: no harness module may import it."""
+    pattern = re.compile(r"^\s*(from|import)\s+fixtures\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "harness").rglob("*.py"))
+                 if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+def test_classifier_stage_alone_names_the_missing_vocabulary(tmp_path):
+    with pytest.raises(HarnessError, match="detoxify-tiny's vocabulary"):
+        pipeline.build(tmp_path, only={"classifier"})
 
 
 def test_smoke_build(tmp_path):
-    report = F.build(tmp_path, only={"corpus", "model", "detoxify"}, steps=3, small=True)
+    report = pipeline.build(tmp_path, only={"corpus", "model", "detoxify", "classifier"}, steps=3, small=True)
     assert (tmp_path / "corpus" / "train.txt").exists() and (tmp_path / "data" / "heldout.txt").exists()
     assert (tmp_path / "tiny-gpt2" / "model.safetensors").exists()
     assert (tmp_path / "detoxify-tiny" / "checkpoint.ckpt").exists()
-    assert report["model"]["params"] > 0 and report["probe"]["n"] > 0
-    assert set(report["timings"]) >= {"corpus", "model", "detoxify"}
+    assert (tmp_path / "tiny-toxic-classifier" / "model.safetensors").exists()
+    assert report["model"]["params"] > 0 and report["probe"]["n"] > 0 and report["classifier"]["steps"] == 3
+    assert set(report["timings"]) == {"corpus", "model", "probe", "detoxify", "classifier"}
     json.dumps(report)  # plain types only
 
 
@@ -170,13 +188,13 @@ def test_bundled_adapter_configs_list_target_modules_sorted(name):
     if not path.is_file():
         pytest.skip(f"{name} not built")
     modules = json.loads(path.read_text())["target_modules"]
-    assert modules == sorted(modules), "rebuild with `python -m harness.fixture_adapters --no-measure`"
+    assert modules == sorted(modules), "rebuild with `python -m fixtures.build --only adapters`"
 
 
 def test_build_info_records_the_settings_the_bundled_adapters_were_trained_with():
     from dataclasses import asdict
 
-    from harness.fixture_adapters import RECIPE
+    from fixtures.build import RECIPE
 
     info = json.loads((FIX / "build_info.json").read_text())["adapters"]
     assert info["recipe"] == json.loads(json.dumps(asdict(RECIPE)))
@@ -193,15 +211,17 @@ def test_build_info_records_the_settings_the_bundled_adapters_were_trained_with(
 
 
 def test_adapter_only_build_updates_build_info(tmp_path, monkeypatch):
-    from harness import fixture_adapters as FA
+    from fixtures.build.__main__ import main
 
     (tmp_path / "build_info.json").write_text(json.dumps({"model": {"params": 1}, "timings": {"model": 2.0}}))
     fake = {"seed": 0, "recipe": {"epochs": 3.0}, "time_s": 5.0, "tiny-values": {"settings": {"epochs": 3.0}}}
-    monkeypatch.setattr(FA, "build_adapters", lambda fixtures_dir, seed: fake)
-    assert FA.main(["--fixtures", str(tmp_path), "--no-measure"]) == 0
+    monkeypatch.setattr(pipeline, "build_adapters", lambda fixtures_dir, seed: fake)
+    assert main(["--out", str(tmp_path), "--only", "adapters"]) == 0
     info = json.loads((tmp_path / "build_info.json").read_text())
     assert info["adapters"] == fake and info["model"] == {"params": 1}        # other stages kept
-    assert info["timings"] == {"model": 2.0, "adapters": 5.0, "total": 7.0}
+    timings = info["timings"]
+    assert set(timings) == {"model", "adapters", "total"} and timings["model"] == 2.0  # no stage not built
+    assert timings["total"] == pytest.approx(2.0 + timings["adapters"])
 
 
 @needs_model

@@ -57,8 +57,8 @@ def load_texts(path: str | Path, split: str = "paragraph") -> list[str]:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read held-out texts {path}: {exc.strerror or exc}. Fix: check the path "
-                        "(options.texts is relative to the suite YAML), or build the fixtures with "
-                        "`python -m harness.fixtures build`.") from None
+                        "(options.texts is relative to the suite YAML), or, in a source checkout, "
+                        "build the fixtures with `python -m fixtures.build` from the repository root.") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
