@@ -30,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.help:
         return
     options = run_options(config)
+    from harness import kinds
+
+    try:   # a kind module listed in pytest_plugins registered a taken name
+        kinds.check_registry()
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
     o = config.option
     scorer = options.toxicity_scorer
     hs = HarnessSession(options)

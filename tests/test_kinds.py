@@ -42,6 +42,7 @@ TEST_LENGTH = "def test_length(length_case, harness):\n    harness.check(length_
 def _registry(monkeypatch):
     """Kinds registered by a test (the example's) are gone after it, and its module is imported afresh."""
     monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
+    monkeypatch.setattr(registry, "_CONFLICTS", {})
     yield
     sys.modules.pop("example_kind", None)
 
@@ -55,8 +56,11 @@ def test_registry_names_lookup_and_registration():
     class Other(kinds.SuiteKind):
         name, fixtures = "bold", ("other_case",)
 
-    with pytest.raises(HarnessError, match="suite kind 'bold' is already registered by harness.kinds.bold.BoldKind"):
-        kinds.register(Other)
+    kinds.register(Other)   # a taken name: kept out, and every lookup says so (no traceback at import)
+    with pytest.raises(HarnessError, match="suite kind 'bold' of .*Other is already registered by "
+                                           "harness.kinds.bold.BoldKind"):
+        kinds.get("values")
+    assert kinds.find("bold").fixtures == ("analysis_case",)
     with pytest.raises(HarnessError, match="set its class attributes 'name' and 'fixtures'"):
         kinds.register(kinds.SuiteKind)
     assert kinds.register(Other, replace=True) is Other and kinds.get("bold").fixtures == ("other_case",)
@@ -136,3 +140,15 @@ def test_an_unregistered_kind_stops_collection_with_the_fix(pytester, tiny_model
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ok.yaml: kind: unknown kind 'length'; valid: *register yours*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_kind_module_taking_a_builtin_name_is_a_usage_error(pytester, tiny_model_dir):
+    """A plugin module registering a taken name: exit 4 with the fix, not an import traceback."""
+    _length_project(pytester)
+    text = (pytester.path / "example_kind.py").read_text(encoding="utf-8")
+    (pytester.path / "example_kind.py").write_text(text.replace('name = "length"', 'name = "values"'), encoding="utf-8")
+    result = _run(pytester, tiny_model_dir)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*suite kind 'values' of example_kind.LengthKind is already registered by "
+                                 "harness.kinds.values.ValuesKind. Fix: choose another name*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

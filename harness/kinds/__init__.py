@@ -14,12 +14,13 @@ see docs/design.md, "Adding a suite kind".
     harness.errors.SpecError: unknown kind 'valeus'; valid: bold, cooccurrence, perplexity, values (did you mean 'values'?)...
 """
 
-from harness.kinds.registry import (Records, Selection, Skip, SuiteKind, collect, compare, find, fixtures, get,
-                                    kind_of, names, plan, prepare, providers, register)
+from harness.kinds.registry import (Records, Selection, Skip, SuiteKind, check_registry, collect, compare, find,
+                                    fixtures, get, kind_of, names, plan, prepare, providers, register)
 from harness.kinds import values, cooccurrence, bold, perplexity, robustness  # noqa: E402  (registers them, in order)
 from harness.kinds.analysis import AnalysisCase  # noqa: E402
 from harness.kinds.values import AdherenceCase, subset  # noqa: E402
 
-__all__ = ["AdherenceCase", "AnalysisCase", "Records", "Selection", "Skip", "SuiteKind", "bold", "collect", "compare",
+__all__ = ["AdherenceCase", "AnalysisCase", "Records", "Selection", "Skip", "SuiteKind", "bold", "check_registry",
+           "collect", "compare",
            "cooccurrence", "find", "fixtures", "get", "kind_of", "names", "perplexity", "plan", "prepare",
            "providers", "register", "robustness", "subset", "values"]

@@ -25,6 +25,7 @@ from harness.suites.specs import Suite
 from harness.gate.verdict import Verdict
 
 _KINDS: dict[str, SuiteKind] = {}
+_CONFLICTS: dict[str, str] = {}   # name -> message: a second kind under a taken name
 NO_REGRESSION_GATES = "no regression gates in the suites and no --fail-on-regression METRIC:MARGIN"
 
 
@@ -110,14 +111,25 @@ def register(kind: Any = None, *, replace: bool = False) -> Any:
                            "fixtures = (\"length_case\",).")
     old = _KINDS.get(obj.name)
     if old is not None and not replace and _origin(old) != _origin(obj):
-        raise HarnessError(f"suite kind '{obj.name}' is already registered by {_origin(old)}. Fix: choose another "
-                           "name, or register(kind, replace=True) to replace it.")
+        # kept, not raised: a conftest importing this module would show a traceback; every lookup
+        # (and the plugin at start-up, as a usage error) reports it instead
+        _CONFLICTS[obj.name] = (f"suite kind '{obj.name}' of {_origin(obj)} is already registered by {_origin(old)}. "
+                                "Fix: choose another name, or register(kind, replace=True) to replace it.")
+        return kind
+    _CONFLICTS.pop(obj.name, None)
     _KINDS[obj.name] = obj
     return kind
 
 
+def check_registry() -> None:
+    """Raise a HarnessError naming every kind registered twice under one name (see :func:`register`)."""
+    if _CONFLICTS:
+        raise HarnessError(" ".join(_CONFLICTS.values()))
+
+
 def get(name: str) -> SuiteKind:
     """The registered kind ``name``; a SpecError naming the valid ones otherwise."""
+    check_registry()
     kind = _KINDS.get(name)
     if kind is None:
         raise SpecError(f"unknown kind {name!r}; {did_you_mean(str(name), names())}. Fix: use one of the valid "
@@ -151,6 +163,7 @@ def kind_of(session: Any, case: Any) -> SuiteKind:
 
 def prepare(suite: Suite, options: Any = None) -> Suite:
     """Validate ``suite`` against its kind and let the kind prepare it (collection time)."""
+    check_registry()
     kind = _KINDS.get(suite.kind)
     if kind is None or not kind.from_yaml:
         raise SpecError(f"{suite.path}: kind: unknown kind {suite.kind!r}; {did_you_mean(str(suite.kind), names())}. "
