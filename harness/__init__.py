@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "load_suite": ("harness.suites.specs", "load_suite"),
     "discover_suites": ("harness.suites.specs", "discover_suites"),
+    "prepare_suite": ("harness.kinds", "prepare"),
     "register_perturbation": ("harness.suites.perturb", "register"),
     "Verdict": ("harness.gate.verdict", "Verdict"),
     "GateFailure": ("harness.gate.verdict", "GateFailure"),
