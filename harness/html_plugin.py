@@ -98,7 +98,10 @@ class HarnessHtml:
         from harness.report.model import build_report
         from harness.report.page import body_html, head_html, style_html
 
-        doc = as_saved(getattr(harness_session, "final_document", None) or harness_session.document())
+        from harness.stash import OUTPUTS_KEY
+
+        outputs = self.config.stash.get(OUTPUTS_KEY, None)
+        doc = as_saved((outputs.document if outputs is not None else None) or harness_session.document())
         report = build_report(doc)
         try:
             from harness.report.plots import plots

@@ -289,6 +289,7 @@ def run_options(config: pytest.Config) -> RunOptions:
     scorer = o.toxicity_scorer or _ini(config, "harness_toxicity_scorer", parse_scorer) or "auto"
     options = RunOptions(
         model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
+        baseline=o.baseline,
         device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
         seed=o.seed, toxicity_scorer=scorer, scorer_label=o.scorer_label,
         detoxify_checkpoint=o.detoxify_checkpoint,

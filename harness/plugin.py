@@ -8,6 +8,7 @@ folder activates it with ``pytest_plugins = ["harness.plugin"]`` in its ``confte
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from harness.checker import CaseChecker, HarnessPowerWarning  # noqa: F401  (re-
 from harness.errors import HarnessError
 from harness.options import add_options, run_options
 from harness.run.session import HarnessSession
-from harness.stash import SESSION_KEY, SUITES_KEY
+from harness.stash import OUTPUTS_KEY, SESSION_KEY, SUITES_KEY, RunOutputs
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,8 +39,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     o = config.option
     scorer = options.toxicity_scorer
-    hs = HarnessSession(options)
-    try:  # new scorers and the labelled file fail here, before any generation
+    capman = config.pluginmanager.getplugin("capturemanager")
+    workerinput = getattr(config, "workerinput", None)
+    try:
+        hs = HarnessSession(
+            options,
+            # a pytest-xdist worker: generate its share, read the rest from the cache
+            shard=(int(workerinput["workerid"].lstrip("gw") or 0), int(workerinput["workercount"]))
+            if workerinput is not None else None,
+            # progress bars reach the terminal even while test output is captured
+            progress_context=capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext)
+        # new scorers and the labelled file fail here, before any generation
         from harness.measure.scoring import check_scorer_options
 
         check_scorer_options(scorer, o.score_batch_size, o.scorer_precision)
@@ -51,23 +61,11 @@ def pytest_configure(config: pytest.Config) -> None:
             read_labelled(o.scorer_check)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if o.baseline:
-        from harness.measure.results import read_results
-
-        try:
-            hs.reference_doc = read_results(o.baseline)
-        except HarnessError as exc:
-            raise pytest.UsageError(f"--baseline: {exc}") from None
-    capman = config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:  # progress bars reach the terminal even while test output is captured
-        hs.progress_context = capman.global_and_fixture_disabled
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:  # a pytest-xdist worker: generate its share, read the rest from the cache
-        hs.shard = (int(workerinput["workerid"].lstrip("gw") or 0), int(workerinput["workercount"]))
     config.stash[SESSION_KEY] = hs
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(hs), "harness-xdist")
     config.stash[SUITES_KEY] = {}
+    config.stash[OUTPUTS_KEY] = RunOutputs()
     if config.pluginmanager.hasplugin("html") and importlib.util.find_spec("harness.html_plugin"):
         from harness import html_plugin
 
@@ -209,20 +207,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         hs.close()
         return
     xdist_hooks = config.pluginmanager.get_plugin("harness-xdist")
-    if xdist_hooks is not None and xdist_hooks.worker_docs:
-        from harness.measure.results import merge_documents
-
-        doc = merge_documents(xdist_hooks.worker_docs)
-    elif hs.has_results():
-        doc = hs.document()
-    else:
+    doc = hs.final_document(xdist_hooks.worker_docs if xdist_hooks is not None else ())
+    if doc is None:
         hs.close()
         return
-    if hs.reference_doc is not None:   # the saved baseline's own values, for the reports' reference column
-        from harness.gate.regression import saved_reference
-
-        doc["reference"] = saved_reference(hs.reference_doc, config.option.baseline)
-    hs.final_document = doc
+    outputs = config.stash[OUTPUTS_KEY]
+    outputs.document = doc
     _junit_run_properties(config, doc)
     o = config.option
     written, failed = [], []
@@ -254,7 +244,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             written.append(f"--report-md: wrote {o.report_md}")
         except (OSError, HarnessError) as exc:
             failed.append(f"--report-md {o.report_md}: could not write ({exc})")
-    hs.outputs_written, hs.outputs_failed = written, failed
+    outputs.written, outputs.failed = written, failed
     if failed:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     hs.close()
@@ -263,8 +253,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if SESSION_KEY not in config.stash:
         return
-    hs = _session(config)
-    doc = hs.final_document
+    outputs = config.stash[OUTPUTS_KEY]
+    doc = outputs.document
     if doc is None:
         return
     tr = terminalreporter
@@ -279,11 +269,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.write_line(line)
         for w in run_warnings(doc):
             tr.write_line(f"WARNING: {plain(w)}", yellow=True, bold=True)
-        for line in hs.outputs_written:
+        for line in outputs.written:
             tr.write_line(line)
-    for line in hs.outputs_failed:
+    for line in outputs.failed:
         tr.write_line(f"ERROR: {line}", red=True, bold=True)
-    status = int(pytest.ExitCode.INTERNAL_ERROR) if hs.outputs_failed else int(exitstatus)
+    status = int(pytest.ExitCode.INTERNAL_ERROR) if outputs.failed else int(exitstatus)
     lines = closing_lines(doc, exitstatus=status)
     for i, line in enumerate(lines):
         verdict, exiting = i == 0, line.startswith("harness: exit")

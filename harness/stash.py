@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import pytest
 
 from harness.run.session import HarnessSession
 
 SESSION_KEY = pytest.StashKey[HarnessSession]()   # the one session object, built in pytest_configure
 SUITES_KEY = pytest.StashKey[dict]()               # prepared suites per --suite selection (collection)
+
+
+@dataclass
+class RunOutputs:
+    """What the plugin made of the run at session finish: the final results document and the
+    "wrote PATH" / "could not write" lines of its output files (for the terminal summary)."""
+
+    document: dict[str, Any] | None = None
+    written: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+OUTPUTS_KEY = pytest.StashKey[RunOutputs]()

@@ -14,6 +14,7 @@ class RunOptions:
     adapter: str | None = None
     baseline_model: str | None = None
     baseline_adapter: str | None = None
+    baseline: str | None = None         # a saved results file as the reference (--baseline FILE)
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | str = "auto"

@@ -53,7 +53,11 @@ class Timings:
 class HarnessSession(Sampling):
     """Owns everything heavy; every public method is safe to call repeatedly."""
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, *, shard: tuple[int, int] | None = None,
+                 progress_context: Any = contextlib.nullcontext) -> None:
+        """``shard``: (worker index, worker count) under pytest-xdist; ``progress_context``: what lets
+        progress bars reach the terminal (the plugin passes pytest's capture suspension). A saved
+        reference (``options.baseline``) is read here: a bad file is a HarnessError before any work."""
         self.options = options
         self.roles: dict[str, _Role] = {"candidate": _Role(options.model, options.adapter)}
         if options.baseline_model:
@@ -69,16 +73,13 @@ class HarnessSession(Sampling):
         self.comparisons: list[dict[str, Any]] = []
         self.timings = Timings()
         self._cache: Any = None
-        self.reference_doc: dict[str, Any] | None = None   # a saved baseline (--baseline FILE)
-        self.progress_context: Any = contextlib.nullcontext  # the plugin lets progress bars past capture
-        self.final_document: dict[str, Any] | None = None
-        self.shard: tuple[int, int] | None = None           # (worker index, worker count) under pytest-xdist
+        self.reference_doc: dict[str, Any] | None = _read_reference(options.baseline)
+        self.progress_context = progress_context
+        self.shard = shard
         self.verdicts: list[Any] = []                         # every gate's Verdict, in the order checked
         self.analysis_memo: dict[tuple[str, str], Any] = {}     # (kind, suite id) -> the kind's Records
         self.comparison_memo: dict[tuple, list[dict[str, Any]]] = {}
         self._ratings: Any = None
-        self.outputs_written: list[str] = []     # the plugin's "wrote PATH" lines
-        self.outputs_failed: list[str] = []
 
     # ---- planning -------------------------------------------------------------------------
     def plan(self, suite: Suite, prompts: Iterable[PromptCase]) -> None:
@@ -369,6 +370,34 @@ class HarnessSession(Sampling):
         kind = kinds.find(suite.kind)
         return bool(kind and kind.toxicity_metrics)
 
+    def final_document(self, worker_docs: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+        """The run's results document (pytest-xdist: the workers' documents merged), with the saved
+        reference's own values (``reference``) when the reference is a file; None when nothing ran."""
+        if worker_docs:
+            from harness.measure.results import merge_documents
+
+            doc = merge_documents(worker_docs)
+        elif self.has_results():
+            doc = self.document()
+        else:
+            return None
+        if self.reference_doc is not None:   # the reports' reference column
+            from harness.gate.regression import saved_reference
+
+            doc["reference"] = saved_reference(self.reference_doc, self.options.baseline or "")
+        return doc
+
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+
+
+def _read_reference(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    from harness.measure.results import read_results
+
+    try:
+        return read_results(path)
+    except HarnessError as exc:
+        raise type(exc)(f"--baseline: {exc}") from None
