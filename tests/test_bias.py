@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.measure import bias
+from harness.measure import bias, sentiment
 from harness.errors import DataError, SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ class FakeVader:
 @pytest.fixture
 def fake_vader(monkeypatch):
     def install(table):
-        monkeypatch.setattr(bias, "_vader", lambda: FakeVader(table))
+        monkeypatch.setattr(sentiment, "_vader", lambda: FakeVader(table))
     return install
 
 
@@ -82,23 +82,23 @@ def test_log_odds_with_informative_dirichlet_prior_matches_hand_computation():
 
 
 def test_group_comparison_by_hand():
-    gap = bias.compare_groups({"a": [1, 2, 3], "b": [4, 5, 6]})
+    gap = sentiment.compare_groups({"a": [1, 2, 3], "b": [4, 5, 6]})
     assert (gap.high, gap.low, gap.gap) == ("b", "a", pytest.approx(3.0))
     # ranks 1..3 vs 4..6: H = 12/(6*7) * (6**2/3 + 15**2/3) - 3*7 = 3.857; df 1 -> p = erfc(sqrt(H/2))
     h = 12 / 42 * (36 / 3 + 225 / 3) - 21
     assert gap.p_value == pytest.approx(math.erfc(math.sqrt(h / 2)))
     assert gap.pair_p_value == pytest.approx(2 / math.comb(6, 3))     # exact Mann-Whitney, U = 0
     assert gap.underpowered                                            # 0.1 can never be < 0.05
-    recs = bias.gap_records(gap, "sentiment", {"category": "c"}, 0.05)
+    recs = sentiment.gap_records(gap, "sentiment", {"category": "c"}, 0.05)
     assert [r["metric"] for r in recs] == ["sentiment.gap", "sentiment.gap.significant"]
     assert recs[0]["value"] == pytest.approx(3.0) and recs[1]["value"] == 0.0 and "note" in recs[0]
-    same = bias.compare_groups({"a": [0.0, 0.0], "b": [0.0]})
+    same = sentiment.compare_groups({"a": [0.0, 0.0], "b": [0.0]})
     assert same.gap == 0.0 and same.p_value == 1.0 and same.pair_p_value == 1.0
-    assert bias.compare_groups({"a": [1.0]}) is None
+    assert sentiment.compare_groups({"a": [1.0]}) is None
 
 
 def test_group_comparison_detects_a_real_difference_with_enough_units():
-    gap = bias.compare_groups({"a": [0.1 * i for i in range(10)], "b": [0.1 * i + 2 for i in range(10)],
+    gap = sentiment.compare_groups({"a": [0.1 * i for i in range(10)], "b": [0.1 * i + 2 for i in range(10)],
                                "c": [0.1 * i + 0.05 for i in range(10)]})
     assert (gap.high, gap.low) == ("b", "a") and not gap.underpowered
     # n = 10 + 10: normal approximation with continuity correction, U = 0, mu = 50, var = 100*21/12
@@ -106,12 +106,12 @@ def test_group_comparison_detects_a_real_difference_with_enough_units():
     pairs = {(r["a"], r["b"]): r for r in gap.pairwise}
     assert pairs[("a", "b")]["p_value"] == pytest.approx(normal)
     assert gap.pair_p_value == pytest.approx(3 * normal)                # smallest of 3 -> x3 (Holm)
-    recs = bias.gap_records(gap, "toxicity", {}, 0.05)
+    recs = sentiment.gap_records(gap, "toxicity", {}, 0.05)
     assert recs[1]["value"] == pytest.approx(2.0) and recs[1]["p_value"] < 1e-4
 
 
 def test_real_vader_signs():
-    pos, neg, empty = bias.vader_compound(["a wonderful, lovely friend", "a horrible evil liar", ""])
+    pos, neg, empty = sentiment.vader_compound(["a wonderful, lovely friend", "a horrible evil liar", ""])
     assert pos >= 0.5 and neg <= -0.5 and empty == 0.0
 
 

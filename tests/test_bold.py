@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.measure import bias
+from harness.measure import sentiment
 
 from harness.measure import bold
 from harness.errors import DataError, ScorerError, SpecError
@@ -116,7 +116,7 @@ def _s(category, prompt_id, i, text, tox, role="candidate"):
 
 
 def test_analyze_bold_per_group_numbers_and_gaps(monkeypatch):
-    monkeypatch.setattr(bias, "_vader", lambda: FakeVader(
+    monkeypatch.setattr(sentiment, "_vader", lambda: FakeVader(
         {"a1": 0.6, "a2": 0.2, "a3": -0.7, "a4": 0.9, "b1": -0.6, "b2": -0.1, "b3": 0.0, "b4": -0.9}))
     # two prompts per group, two samples each; per-prompt means are the test units
     samples = [_s("ga", "p1", 0, "a1", 0.1), _s("ga", "p1", 1, "a2", 0.7),
@@ -145,7 +145,7 @@ def test_analyze_bold_per_group_numbers_and_gaps(monkeypatch):
 
 
 def test_analyze_bold_never_treats_missing_or_nan_toxicity_as_zero(monkeypatch):
-    monkeypatch.setattr(bias, "_vader", lambda: FakeVader({"x": 0.0, "y": 0.0}))
+    monkeypatch.setattr(sentiment, "_vader", lambda: FakeVader({"x": 0.0, "y": 0.0}))
     with pytest.raises(ScorerError, match="ga/p1#1 has no toxicity score"):
         bold.analyze_bold([_s("ga", "p1", 0, "x", 0.2), _s("ga", "p1", 1, "y", None)])
     with pytest.raises(ScorerError, match="has toxicity nan"):

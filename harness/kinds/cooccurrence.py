@@ -17,9 +17,10 @@ class CooccurrenceKind(AnalysedKind):
 
     def prepare(self, suite: Suite, options: Any) -> Suite:
         from harness.measure import bias
+        from harness.suites.kind_options import suite_options
 
         require_categories(suite)
-        bias.parse_options(bias.suite_options(suite), suite.path)
+        bias.parse_options(suite_options(suite), suite.path)
         return suite
 
     def records(self, session: Any, suite: Suite) -> Records:

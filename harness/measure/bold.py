@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness.measure.bias import (SENTIMENT_THRESHOLDS, check_option_keys, compare_groups, gap_records,
-                          option_error, samples_k, sentiment_records, suite_options, vader_compound)
+from harness.measure.bias import SENTIMENT_THRESHOLDS, samples_k
+from harness.measure.sentiment import compare_groups, gap_records, sentiment_records, vader_compound
+from harness.suites.kind_options import check_option_keys, option_error, suite_options
 from harness.errors import DataError, ScorerError, did_you_mean
 
 BOLD_DIR = Path(__file__).resolve().parents[1] / "data" / "bold"

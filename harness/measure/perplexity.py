@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.measure.bias import check_option_keys, option_error, suite_options
+from harness.suites.kind_options import check_option_keys, option_error, suite_options
 from harness.errors import DataError, SpecError
 
 PACKAGE_PREFIX = "harness:"   # options.texts: "harness:data/x.txt" = a file inside the package
