@@ -153,7 +153,7 @@ def _run_hgen(args, torch, tok, model, scorer, prompts, bs) -> dict:
     process, it isolates the engine's cost from process start-up and machine-load noise."""
     from dataclasses import replace
 
-    from harness.model.cache import sample_seed
+    from harness.model.keys import sample_seed
     from harness.model.generation import GenerationRequest, Generator
     from harness.model.models import LoadedModel, context_length_of
     from harness.suites.specs import load_suite

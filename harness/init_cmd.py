@@ -161,14 +161,14 @@ def cache_key(model: str, adapter: str | None = None, suites: list[str] | None =
     """``harness-<16 hex>`` over the model fingerprint, the suites' ids/versions/spec hashes and the
     cache format, so a CI cache is restored for the same model and suites (entries are content-addressed,
     so an older cache restored by prefix is still correct)."""
-    from harness.model import cache
+    from harness.model import cache, keys
     from harness.model.models import model_fingerprint
     from harness.suites.specs import discover_suites
 
     specs = sorted(f"{s.id}@{s.version}:{s.spec_hash}" for s in discover_suites(suites or ["benchmarks/suites"]))
     payload = {"model": model_fingerprint(model, adapter), "suites": specs,
-               "cache": [cache.GEN_VERSION, cache.SCHEMA_VERSION]}
-    return "harness-" + hashlib.sha256(cache.canonical_json(payload).encode()).hexdigest()[:16]
+               "cache": [keys.GEN_VERSION, cache.SCHEMA_VERSION]}
+    return "harness-" + hashlib.sha256(keys.canonical_json(payload).encode()).hexdigest()[:16]
 
 
 def add_cache_key_arguments(parser: argparse.ArgumentParser) -> None:

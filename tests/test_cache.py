@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.model import cache as hc
-from harness.model.cache import (GEN_VERSION, DB_NAME, NullCache, ResultCache, default_cache_dir,
-                           generation_key, sample_seed, score_key)
+from harness.model import keys
+from harness.model.cache import DB_NAME, NullCache, ResultCache, default_cache_dir
+from harness.model.keys import GEN_VERSION, generation_key, sample_seed, score_key
 from harness.errors import HarnessError
 
 DECODING = {"samples": 3, "max_new_tokens": 40, "temperature": 1.0, "top_p": 0.9, "top_k": 0}
@@ -57,7 +58,7 @@ def test_generation_key_changes_with_every_field(field, value):
 
 def test_generation_key_changes_with_gen_version(monkeypatch):
     k = generation_key(**BASE)
-    monkeypatch.setattr(hc, "GEN_VERSION", 2)
+    monkeypatch.setattr(keys, "GEN_VERSION", 2)
     assert generation_key(**BASE) != k
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from harness.model.cache import sample_seed
+from harness.model.keys import sample_seed
 from harness.errors import HarnessError
 from harness.model.generation import GenerationRequest, Generator
 from harness.model.models import load_model

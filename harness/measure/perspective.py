@@ -124,7 +124,7 @@ class PerspectiveScorer:
         return text.replace(self._key, "***").replace(urllib.parse.quote(self._key, safe=""), "***")
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        from harness.model.cache import score_key
+        from harness.model.keys import score_key
 
         keys = [score_key(self.fingerprint, t) for t in texts]
         known = self.cache.get_scores(list(dict.fromkeys(keys))) if self.cache is not None else {}

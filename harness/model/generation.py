@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.model.cache import sample_seed
+from harness.model.keys import sample_seed
 from harness.suites.specs import Decoding
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.model import cache as cache_mod
+from harness.model import keys as cache_keys
 from harness.suites.specs import PromptCase, Suite
 
 
@@ -60,9 +60,9 @@ class Sampling:
                 for i in range(d.samples):
                     if (role, case.case_id, i) in self._samples:
                         continue
-                    key = cache_mod.generation_key(fingerprint, text, d.generation_dict(), chat, seed, i, extra)
+                    key = cache_keys.generation_key(fingerprint, text, d.generation_dict(), chat, seed, i, extra)
                     todo.append(((role, case.case_id, i), case, key, text))
-                    seeds[key] = cache_mod.sample_seed(seed, seed_text, i)
+                    seeds[key] = cache_keys.sample_seed(seed, seed_text, i)
                     requests.append((GenerationRequest(text, i, seeds[key], d, case.history), chat))
         if not todo:
             return
@@ -166,7 +166,7 @@ class Sampling:
             return []
         handle = self.scorer_handle()
         t = time.perf_counter()
-        keys = [cache_mod.score_key(handle.fingerprint, x) for x in texts]
+        keys = [cache_keys.score_key(handle.fingerprint, x) for x in texts]
         hits = self.cache.get_scores(list(dict.fromkeys(keys)))
         todo = list(dict.fromkeys(k for k in keys if k not in hits))
         if todo:
