@@ -273,11 +273,16 @@ def run_options(config: pytest.Config) -> RunOptions:
     if o.ratings and not Path(o.ratings).is_file():
         raise pytest.UsageError(f"--ratings {o.ratings}: file not found. Write one with `harness ratings import`.")
     if o.baseline and not Path(o.baseline).is_file():
-        raise pytest.UsageError(f"--baseline {o.baseline}: file not found. Write one with --results-json FILE "
+        found = "a directory, not a results file" if Path(o.baseline).is_dir() else "file not found"
+        raise pytest.UsageError(f"--baseline {o.baseline}: {found}. Write one with --results-json FILE "
                                 "on a run of the reference model.")
     results_flag = _fold_save_baseline(config)
     for flag, value in ((results_flag, o.results_json), ("--report-md", o.report_md)):
         _check_output_path(flag, value)
+        if value and o.baseline and Path(value).expanduser().resolve() == Path(o.baseline).expanduser().resolve():
+            raise pytest.UsageError(f"{flag} {value} is also --baseline: this run would overwrite the reference it "
+                                    "compares against. Fix: write this run's results to another path (and replace "
+                                    "the baseline after reviewing them).")
     _check_output_path("--results-csv", o.results_csv, directory=True)
     if o.device == "cuda":
         import torch

@@ -147,10 +147,37 @@ def test_unknown_stage_is_a_harness_error(tmp_path):
 def test_builder_cli_reports_unknown_stage(tmp_path, capsys):
     from fixtures.build.__main__ import main
 
-    assert main(["--out", str(tmp_path), "--only", "detox"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "new"), "--only", "detox"])
     err = capsys.readouterr().err
-    assert "unknown fixtures stage 'detox'" in err and "Traceback" not in err
+    assert exit_.value.code == 2 and "unknown fixtures stage 'detox'" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", ","], "--only names no stage. Fix: "),
+    (["--steps", "0"], "--steps 0: expected a positive number of training steps"),
+    (["--out", "{file}"], "a file, not a directory. Fix: "),
+    (["--out", "{file}/sub"], "cannot create the directory (Not a directory). Fix: "),
+])
+def test_builder_cli_rejects_bad_arguments_before_building(tmp_path, capsys, monkeypatch, args, message):
+    """Usage errors (exit 2, one line with the fix), never a traceback nor a build of every stage."""
+    from fixtures.build import __main__ as cli
+
+    (tmp_path / "file").write_text("mine", encoding="utf-8")
+    monkeypatch.setattr(cli, "build", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--out", str(tmp_path / "out"), *[a.format(file=tmp_path / "file") for a in args]])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+    assert (tmp_path / "file").read_text(encoding="utf-8") == "mine"
+
+
+def test_builder_writes_into_the_repository_fixtures_from_any_directory(tmp_path, monkeypatch):
+    from fixtures.build.__main__ import parse_args
+
+    monkeypatch.chdir(tmp_path)
+    assert parse_args([]).out == ROOT / "fixtures" and not (tmp_path / "fixtures").exists()
 
 
 def test_the_runtime_package_never_imports_the_builders():

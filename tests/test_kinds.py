@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,9 +62,48 @@ def test_registry_names_lookup_and_registration():
                                            "harness.kinds.bold.BoldKind"):
         kinds.get("values")
     assert kinds.find("bold").fixtures == ("analysis_case",)
-    with pytest.raises(HarnessError, match="set its class attributes 'name' and 'fixtures'"):
-        kinds.register(kinds.SuiteKind)
     assert kinds.register(Other, replace=True) is Other and kinds.get("bold").fixtures == ("other_case",)
+    kinds.register(kinds.SuiteKind)   # no name: kept out, and reported like a taken name
+    with pytest.raises(HarnessError, match="harness.kinds.registry.SuiteKind: set its class attributes 'name' and "
+                                           "'fixtures'"):
+        kinds.get("values")
+
+
+def test_a_kind_breaking_its_contract_is_a_harness_error_naming_kind_and_operation(tmp_path):
+    """cases() without case_id/suite, compare() or records() returning the wrong type: the message names
+    the kind and the fix (the plugin: exit 2 at collection, exit 4 in a test), not an AttributeError."""
+
+    class Broken(kinds.SuiteKind):
+        name, fixtures = "broken", ("broken_case",)
+
+        def cases(self, suite, fixture, options):
+            return [{"suite": suite.id, "case_id": "x"}]
+
+        def compare(self, session, case):
+            return "PASS"
+
+        def records(self, session, suite):
+            return [{"metric": "m"}]
+
+    kinds.register(Broken)
+    path = tmp_path / "b.yaml"
+    path.write_text("suite: b\nkind: broken\n", encoding="utf-8")
+    suite = kinds.prepare(load_suite(path))
+    with pytest.raises(HarnessError, match=r"suite kind 'broken' \(test_kinds.*Broken\): cases\(\) gave dict .* "
+                                           "without a str case_id and suite. Fix: "):
+        kinds.collect("broken_case", [suite], kinds.Selection(None))
+    session = SimpleNamespace(suites={"b": suite})
+    with pytest.raises(HarnessError, match=r"compare\(\) returned str 'PASS' for case 'b/x'; expected a list of "
+                                           "harness.Verdict"):
+        kinds.compare(session, SimpleNamespace(suite="b", case_id="b/x"))
+    with pytest.raises(HarnessError, match=r"records\(\) returned list .* for suite b; expected "
+                                           r"harness.kinds.Records. Fix: return Records\("):
+        kinds.records(kinds.get("broken"), session, suite)
+    with pytest.raises(HarnessError, match="its suite 'c' is not one of this session's suites \\(b\\). Fix: "
+                                           "session.plan"):
+        kinds.compare(session, SimpleNamespace(suite="c", case_id="c/x"))
+    with pytest.raises(HarnessError, match="str 'c/x' is not a case"):
+        kinds.compare(session, "c/x")
 
 
 def test_collect_gives_cases_in_suite_order_or_the_reason_there_are_none(tmp_path):
@@ -142,13 +182,17 @@ def test_an_unregistered_kind_stops_collection_with_the_fix(pytester, tiny_model
     assert "Traceback" not in result.stdout.str()
 
 
-def test_a_kind_module_taking_a_builtin_name_is_a_usage_error(pytester, tiny_model_dir):
-    """A plugin module registering a taken name: exit 4 with the fix, not an import traceback."""
+@pytest.mark.parametrize("name, message", [
+    ('name = "values"', "*suite kind 'values' of example_kind.LengthKind is already registered by "
+                        "harness.kinds.values.ValuesKind. Fix: choose another name*"),
+    ("", "*suite kind example_kind.LengthKind: set its class attributes 'name' and 'fixtures'*Fix: *"),
+])
+def test_a_kind_module_that_cannot_register_is_a_usage_error(pytester, tiny_model_dir, name, message):
+    """A plugin module registering a taken name or no name: exit 4 with the fix, not an import traceback."""
     _length_project(pytester)
     text = (pytester.path / "example_kind.py").read_text(encoding="utf-8")
-    (pytester.path / "example_kind.py").write_text(text.replace('name = "length"', 'name = "values"'), encoding="utf-8")
+    (pytester.path / "example_kind.py").write_text(text.replace('name = "length"', name), encoding="utf-8")
     result = _run(pytester, tiny_model_dir)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*suite kind 'values' of example_kind.LengthKind is already registered by "
-                                 "harness.kinds.values.ValuesKind. Fix: choose another name*"])
+    result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -88,6 +88,15 @@ def test_unreadable_results_path_is_a_results_error(tmp_path):
         read_results(tmp_path)                   # a folder
 
 
+def test_a_json_file_of_another_schema_is_not_a_results_file(tmp_path):
+    """Not "re-run with this harness version": the file was never a results file."""
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "gpt2"}', encoding="utf-8")
+    with pytest.raises(ResultsError, match=r"config.json: not a harness results file \(no schema_version field\). "
+                                           "Fix: pass a file written by --results-json"):
+        read_results(path)
+
+
 # ---------------------------------------------------------------- bench/bench_generation.py
 
 @pytest.fixture(scope="module")

@@ -233,6 +233,24 @@ def test_item16_save_baseline_usage_errors(pytester, tiny_model_dir, args, messa
     no_traceback(result)
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--results-json", "b.json"), "--results-json b.json is also --baseline: this run would overwrite the reference"),
+    (("--save-baseline", "./b.json"), "--save-baseline ./b.json is also --baseline: this run would overwrite"),
+    (("--report-md", "b.json"), "--report-md b.json is also --baseline: this run would overwrite the reference"),
+    (("--baseline", "suites"), "--baseline suites: a directory, not a results file. Write one with --results-json"),
+])
+def test_an_output_on_the_saved_baseline_is_a_usage_error_that_keeps_it(pytester, tiny_model_dir, args, message):
+    """The run would compare against the reference it then replaces (a BLOCKED run's results becoming
+    the next run's reference): exit 4 before anything runs, the file untouched."""
+    make_project(pytester, v=VALUES)
+    (pytester.path / "b.json").write_text("my saved reference", encoding="utf-8")
+    fresh = pytester.path / "fresh-cache"
+    result = run(pytester, tiny_model_dir, fresh, "", "--baseline", "b.json", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str()
+    assert (pytester.path / "b.json").read_text(encoding="utf-8") == "my saved reference" and not fresh.exists()
+    no_traceback(result)
+
+
 # ---- 3: --backend ray, then perplexity in the same run -----------------------------------------------------
 def test_item3_ray_backend_with_a_perplexity_suite(tmp_path, tiny_model_dir):
     """Samples generated on Ray actors first (a values suite), then perplexity needs a model in this

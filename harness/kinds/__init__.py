@@ -15,7 +15,8 @@ see docs/design.md, "Adding a suite kind".
 """
 
 from harness.kinds.registry import (Records, Selection, Skip, SuiteKind, check_registry, collect, compare, find,
-                                    fixtures, get, kind_of, names, plan, prepare, providers, register)
+                                    fixtures, get, kind_of, names, plan, prepare, providers, records,
+                                    register)
 from harness.kinds import values, cooccurrence, bold, perplexity, robustness  # noqa: E402  (registers them, in order)
 from harness.kinds.analysis import AnalysisCase  # noqa: E402
 from harness.kinds.values import AdherenceCase, subset  # noqa: E402
@@ -23,4 +24,4 @@ from harness.kinds.values import AdherenceCase, subset  # noqa: E402
 __all__ = ["AdherenceCase", "AnalysisCase", "Records", "Selection", "Skip", "SuiteKind", "bold", "check_registry",
            "collect", "compare",
            "cooccurrence", "find", "fixtures", "get", "kind_of", "names", "perplexity", "plan", "prepare",
-           "providers", "register", "robustness", "subset", "values"]
+           "providers", "records", "register", "robustness", "subset", "values"]

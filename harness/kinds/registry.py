@@ -25,7 +25,7 @@ from harness.suites.specs import Suite
 from harness.gate.verdict import Verdict
 
 _KINDS: dict[str, SuiteKind] = {}
-_CONFLICTS: dict[str, str] = {}   # name -> message: a second kind under a taken name
+_CONFLICTS: dict[str, str] = {}   # name (or class) -> message: a kind kept out of the registry
 NO_REGRESSION_GATES = "no regression gates in the suites and no --fail-on-regression METRIC:MARGIN"
 
 
@@ -99,30 +99,33 @@ class SuiteKind:
 def register(kind: Any = None, *, replace: bool = False) -> Any:
     """Register a kind (a :class:`SuiteKind` subclass or instance); usable as ``@register``.
 
-    A name taken by another kind is an error unless ``replace``; a module imported again (pytester,
-    importlib.reload) replaces its own kinds.
+    A kind without ``name`` or ``fixtures``, or under a name taken by another kind (unless ``replace``),
+    is kept out and reported by every lookup; a module imported again (pytester, importlib.reload)
+    replaces its own kinds.
     """
     if kind is None:
         return lambda k: register(k, replace=replace)
     obj = kind() if isinstance(kind, type) else kind
+    # a kind that cannot be registered is kept out, not raised: a conftest importing its module would
+    # show a traceback; every lookup (and the plugin at start-up, as a usage error) reports it instead
     if not obj.name or not obj.fixtures:
-        raise HarnessError(f"suite kind {type(obj).__name__}: set its class attributes 'name' and 'fixtures' "
-                           "(the case fixtures it provides). Fix: e.g. name = \"length\"; "
-                           "fixtures = (\"length_case\",).")
+        _CONFLICTS[_origin(obj)] = (f"suite kind {_origin(obj)}: set its class attributes 'name' and 'fixtures' "
+                                    "(the case fixtures it provides). Fix: e.g. name = \"length\"; "
+                                    "fixtures = (\"length_case\",).")
+        return kind
     old = _KINDS.get(obj.name)
     if old is not None and not replace and _origin(old) != _origin(obj):
-        # kept, not raised: a conftest importing this module would show a traceback; every lookup
-        # (and the plugin at start-up, as a usage error) reports it instead
         _CONFLICTS[obj.name] = (f"suite kind '{obj.name}' of {_origin(obj)} is already registered by {_origin(old)}. "
                                 "Fix: choose another name, or register(kind, replace=True) to replace it.")
         return kind
+    _CONFLICTS.pop(_origin(obj), None)
     _CONFLICTS.pop(obj.name, None)
     _KINDS[obj.name] = obj
     return kind
 
 
 def check_registry() -> None:
-    """Raise a HarnessError naming every kind registered twice under one name (see :func:`register`)."""
+    """Raise a HarnessError naming every kind kept out of the registry (see :func:`register`)."""
     if _CONFLICTS:
         raise HarnessError(" ".join(_CONFLICTS.values()))
 
@@ -158,7 +161,18 @@ def providers(fixture: str) -> list[SuiteKind]:
 
 def kind_of(session: Any, case: Any) -> SuiteKind:
     """The kind that judges ``case``: its own ``kind`` attribute, else its suite's kind."""
-    return get(getattr(case, "kind", None) or session.suites[case.suite].kind)
+    name = getattr(case, "kind", None)
+    if not name:
+        if not isinstance(getattr(case, "suite", None), str):
+            raise HarnessError(f"{_shown(case)} is not a case (no str 'suite'). Fix: check a case a kind's "
+                               "cases() gave, e.g. kinds.get(suite.kind).cases(suite, \"prompt_case\", options).")
+        suite = session.suites.get(case.suite)
+        if suite is None:
+            raise HarnessError(f"case {getattr(case, 'case_id', case)!r}: its suite {case.suite!r} is not one of this "
+                               f"session's suites ({', '.join(session.suites) or 'none'}). Fix: session.plan(suite, "
+                               "suite.prompts()) before checking its cases.")
+        name = suite.kind
+    return get(name)
 
 
 def prepare(suite: Suite, options: Any = None) -> Suite:
@@ -194,7 +208,7 @@ def collect(fixture: str, suites: Iterable[Suite], selection: Selection) -> tupl
     """The cases of ``fixture`` over the selected suites (in suite order), or why there are none."""
     kinds = providers(fixture)
     skips = {k.name: k.skip(fixture, selection) for k in kinds}
-    cases = [c for s in suites for k in kinds if s.kind in k.source_kinds() and skips[k.name] is None
+    cases = [_case(k, c) for s in suites for k in kinds if s.kind in k.source_kinds() and skips[k.name] is None
              for c in k.cases(s, fixture, selection.options)]
     if cases:
         return cases, None
@@ -208,7 +222,39 @@ def plan(session: Any, case: Any) -> None:
 
 def compare(session: Any, case: Any) -> list[Verdict]:
     """The gate verdicts of any case (a library user's ``check``: no pytest involved)."""
-    return kind_of(session, case).compare(session, case)
+    kind = kind_of(session, case)
+    verdicts = kind.compare(session, case)
+    if not isinstance(verdicts, (list, tuple)) or not all(isinstance(v, Verdict) for v in verdicts):
+        raise HarnessError(f"suite kind '{kind.name}' ({_origin(kind)}): compare() returned {_shown(verdicts)} for "
+                           f"case {getattr(case, 'case_id', case)!r}; expected a list of harness.Verdict. Fix: return "
+                           "[Verdict(...), ...] from compare().")
+    return list(verdicts)
+
+
+def records(kind: SuiteKind, session: Any, suite: Suite) -> Records:
+    """``kind``'s records of ``suite`` (``session.records`` memoizes them)."""
+    found = kind.records(session, suite)
+    if not isinstance(found, Records):
+        raise HarnessError(f"suite kind '{kind.name}' ({_origin(kind)}): records() returned {_shown(found)} for "
+                           f"suite {suite.id}; expected harness.kinds.Records. Fix: return Records([...metric "
+                           "records...]) (and extras=..., optional).")
+    return found
+
+
+def _case(kind: SuiteKind, case: Any) -> Any:
+    """``case`` if it has the attributes every case needs (a str ``case_id`` and ``suite``)."""
+    missing = [a for a in ("case_id", "suite") if not isinstance(getattr(case, a, None), str)]
+    if missing:
+        raise HarnessError(f"suite kind '{kind.name}' ({_origin(kind)}): cases() gave {_shown(case)} without "
+                           f"a str {' and '.join(missing)}. Fix: return objects with 'suite' (the suite id) and "
+                           "'case_id' (the test id), e.g. a frozen dataclass (docs/design.md, Adding a suite kind).")
+    return case
+
+
+def _shown(value: Any) -> str:
+    """A short description of a wrong value in a message."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 def _either(items: Iterable[str]) -> str:

@@ -120,6 +120,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ResultsError(f"{path}: expected a JSON object at the top level. Fix: pass a harness results file.")
     found = doc.get("schema_version")
+    if "schema_version" not in doc:
+        raise ResultsError(f"{path}: not a harness results file (no schema_version field). Fix: pass a file "
+                           "written by --results-json.")
     if found != SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema_version is {found!r}, this harness reads {SCHEMA_VERSION}. Fix: "
                            "re-run the suite with this harness version to regenerate the file.")

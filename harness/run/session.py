@@ -254,7 +254,7 @@ class HarnessSession(Sampling):
         kind = kind or kinds.get(suite.kind)
         key = (kind.name, suite.id)
         if key not in self.analysis_memo:
-            found = kind.records(self, suite)
+            found = kinds.records(kind, self, suite)
             self.extra_metrics.extend(found.metrics)
             for name, value in found.extras.items():
                 old = self.extras.get(name)
