@@ -292,21 +292,24 @@ def run_options(config: pytest.Config) -> RunOptions:
                                     f"(torch {torch.__version__}). Fix: --device auto or cpu, or install a CUDA build "
                                     "of torch on a machine with a GPU.")
     scorer = o.toxicity_scorer or _ini(config, "harness_toxicity_scorer", parse_scorer) or "auto"
-    options = RunOptions(
-        model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
-        baseline=o.baseline,
-        device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
-        seed=o.seed, toxicity_scorer=scorer, scorer_label=o.scorer_label,
-        detoxify_checkpoint=o.detoxify_checkpoint,
-        detoxify_config_dir=o.detoxify_config_dir, score_batch_size=o.score_batch_size,
-        scorer_precision=o.scorer_precision, trust_remote_code=o.trust_remote_code,
-        chat_template=o.chat_template, cache_dir=o.cache_dir or _ini(config, "harness_cache_dir"),
-        use_cache=not o.no_cache, progress=config.get_verbosity() >= 0, backend=o.backend,
-        ray_address=o.ray_address, ray_workers=o.ray_workers,
-        alpha=o.alpha or _ini(config, "harness_alpha", parse_alpha) or 0.05, correction=o.correction,
-        fail_on_regression=tuple(o.fail_on_regression),
-        on_inconclusive=o.on_inconclusive,
-        on_inconclusive_default=_ini(config, "harness_on_inconclusive", _choice("on-inconclusive", ON_INCONCLUSIVE)),
-        ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, bold_per_group=o.bold_per_group,
-        perturb=_perturb_names(o.perturb))
+    try:
+        options = RunOptions(
+            model=model, adapter=o.adapter, baseline_model=o.baseline_model, baseline_adapter=o.baseline_adapter,
+            baseline=o.baseline,
+            device=o.device, dtype=o.dtype, batch_size=o.batch_size, samples=o.samples, max_new_tokens=o.max_new_tokens,
+            seed=o.seed, toxicity_scorer=scorer, scorer_label=o.scorer_label,
+            detoxify_checkpoint=o.detoxify_checkpoint,
+            detoxify_config_dir=o.detoxify_config_dir, score_batch_size=o.score_batch_size,
+            scorer_precision=o.scorer_precision, trust_remote_code=o.trust_remote_code,
+            chat_template=o.chat_template, cache_dir=o.cache_dir or _ini(config, "harness_cache_dir"),
+            use_cache=not o.no_cache, progress=config.get_verbosity() >= 0, backend=o.backend,
+            ray_address=o.ray_address, ray_workers=o.ray_workers,
+            alpha=o.alpha or _ini(config, "harness_alpha", parse_alpha) or 0.05, correction=o.correction,
+            fail_on_regression=tuple(o.fail_on_regression),
+            on_inconclusive=o.on_inconclusive,
+            on_inconclusive_default=_ini(config, "harness_on_inconclusive", _choice("on-inconclusive", ON_INCONCLUSIVE)),
+            ratings=o.ratings, ratings_model=o.ratings_model, subset=o.subset, bold_per_group=o.bold_per_group,
+            perturb=_perturb_names(o.perturb))
+    except HarnessError as exc:   # a value no option parser checks (e.g. an ini setting)
+        raise pytest.UsageError(str(exc)) from None
     return options

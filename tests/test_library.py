@@ -60,3 +60,19 @@ def test_a_saved_reference_is_a_run_option_and_the_session_reports_it(tmp_path, 
     second.check(suite.categories[0])
     doc = second.final_document()
     assert doc["reference"]["path"] == str(tmp_path / "base.json") and doc["reference"]["role"] == "candidate"
+
+
+def test_run_options_are_checked_for_library_users_as_the_pytest_options_are():
+    import pytest
+
+    from harness import RunOptions
+    from harness.errors import HarnessError
+
+    for bad, message in [({"model": ""}, "RunOptions.model = ''"), ({"subset": -1}, "RunOptions.subset = -1"),
+                         ({"samples": 0}, "None or a positive integer"), ({"device": "gpu"}, "did you mean 'cpu'"),
+                         ({"alpha": 2}, r"in \(0, 1\)"), ({"batch_size": 0}, '"auto" or a positive integer'),
+                         ({"on_inconclusive": "fial"}, "did you mean 'fail'"), ({"seed": "1"}, "an integer")]:
+        with pytest.raises(HarnessError, match=message):
+            RunOptions(**{"model": "m", **bad})
+    ok = RunOptions(model="m", subset=3, batch_size=8, on_inconclusive="fail", alpha=0.1)
+    assert (ok.subset, ok.batch_size, ok.on_inconclusive) == (3, 8, "fail")

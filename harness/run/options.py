@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.errors import HarnessError, did_you_mean
+
 ROLES = ("candidate", "baseline")
+CHOICES = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "float32", "bfloat16", "float16"),
+           "scorer_precision": ("fp32", "bf16", "int8"), "chat_template": ("auto", "on", "off"),
+           "backend": ("local", "ray"), "correction": ("holm", "bh"),
+           "on_inconclusive": (None, "fail", "warn", "pass"), "on_inconclusive_default": (None, "fail", "warn", "pass")}
+POSITIVE = ("samples", "max_new_tokens", "subset", "bold_per_group")   # None, or an int >= 1
 
 
 @dataclass(frozen=True)
@@ -46,3 +53,29 @@ class RunOptions:
     subset: int | None = None           # values suites: a seeded, stratified, nested subset of N prompts
     bold_per_group: int | None = None   # bold suites: prompts per group (overrides options.per_group)
     perturb: tuple[str, ...] | None = None  # --perturb: perturbation names for every values suite (() = none)
+
+    def __post_init__(self) -> None:
+        """The checks the pytest options get when parsed, for library users too (a HarnessError
+        naming the field and the valid values)."""
+        def bad(name: str, valid: str) -> HarnessError:
+            return HarnessError(f"RunOptions.{name} = {getattr(self, name)!r}: {valid}. Fix: pass a valid value "
+                                "(the pytest option of the same name documents it).")
+
+        if not isinstance(self.model, str) or not self.model:
+            raise bad("model", "expected a model directory or hub id (a non-empty string)")
+        for name, valid in CHOICES.items():
+            value = getattr(self, name)
+            if value not in valid:
+                raise bad(name, did_you_mean(str(value), [v for v in valid if v is not None]))
+        for name in POSITIVE:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise bad(name, "expected None or a positive integer")
+        for name in ("batch_size", "score_batch_size"):
+            value = getattr(self, name)
+            if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise bad(name, 'expected "auto" or a positive integer')
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise bad("seed", "expected an integer")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 1:
+            raise bad("alpha", "expected a significance level in (0, 1)")
