@@ -43,6 +43,11 @@ class CaseChecker:
         except GateFailure as exc:
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
         except HarnessError as exc:
+            from harness.stash import OUTPUTS_KEY
+
+            outputs = self.node.config.stash.get(OUTPUTS_KEY, None)
+            if outputs is not None:   # the closing lines say the run stopped, not PASSED/BLOCKED
+                outputs.stopped = str(exc)
             raise pytest.exit.Exception(f"harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR) from None
 
     def conclude(self, verdicts: Sequence[Verdict]) -> list[Verdict]:

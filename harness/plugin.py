@@ -274,8 +274,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in outputs.failed:
         tr.write_line(f"ERROR: {line}", red=True, bold=True)
     status = int(pytest.ExitCode.INTERNAL_ERROR) if outputs.failed else int(exitstatus)
-    lines = closing_lines(doc, exitstatus=status)
+    lines = closing_lines(doc, exitstatus=status, stopped=outputs.stopped)
     for i, line in enumerate(lines):
         verdict, exiting = i == 0, line.startswith("harness: exit")
-        tr.write_line(line, red=exiting or (verdict and "BLOCKED" in line), green=verdict and "PASSED" in line,
+        tr.write_line(line, red=exiting or (verdict and ("BLOCKED" in line or "STOPPED" in line)),
+                      green=verdict and "PASSED" in line,
                       bold=verdict or exiting)

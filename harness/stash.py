@@ -21,6 +21,7 @@ class RunOutputs:
     document: dict[str, Any] | None = None
     written: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    stopped: str | None = None     # the input error that stopped the run part-way (exit 4)
 
 
 OUTPUTS_KEY = pytest.StashKey[RunOutputs]()

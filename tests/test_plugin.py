@@ -272,3 +272,29 @@ def test_corrupt_model_weights_stop_with_exit_4(pytester, tiny_model_dir, tmp_pa
     _no_traceback(result)
 
 
+
+
+def test_an_input_error_part_way_says_stopped_not_passed(pytester, tiny_model_dir):
+    """The prompt gates ran and passed, then a category gate names an unknown statistic: the
+    closing lines say the run STOPPED (exit 4), not "PASSED" with an unrelated exit reason."""
+    suite = """\
+suite: s
+kind: values
+decoding: {samples: 2, max_new_tokens: 4}
+chat_template: false
+gates:
+  prompt:
+    - {metric: toxicity.max, max: 1.0}
+  category:
+    - {metric: toxicity.expectd_max, max: 0.5}
+categories:
+  - {id: a, prompts: [{id: p, text: hi}, {id: q, text: hello}]}
+"""
+    _project(pytester, suite)
+    result = _run(pytester, tiny_model_dir)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["harness: STOPPED: gate metric 'toxicity.expectd_max' is not a category-level "
+                                 "statistic;*(did you mean 'expected_max'?)*",
+                                 "  gates checked before it stopped: PASSED: 2 gates passed",
+                                 "harness: exit 4 because an input error stopped the run*"])
+    assert "harness: PASSED" not in result.stdout.str()

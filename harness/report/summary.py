@@ -99,8 +99,10 @@ EXIT_REASONS = {2: "the run was interrupted or a collection error occurred", 3: 
                 5: "no test was collected"}
 
 
-def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None = None) -> list[str]:
+def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None = None,
+                  stopped: str | None = None) -> list[str]:
     """The run's verdict line, the gates that block it, and why the process exits as it does.
+    ``stopped``: the input error that stopped the run part-way (its gates are then no verdict).
 
     >>> closing_lines({"verdicts": [{"outcome": "PASS", "blocks": False}]})
     ['harness: PASSED: 1 gate passed']
@@ -112,7 +114,8 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None
 
     verdicts = doc.get("verdicts", [])
     summary = run_verdict(verdicts)
-    lines = [f"harness: {summary['line']}"]
+    lines = ([plain(f"harness: STOPPED: {stopped}"), f"  gates checked before it stopped: {summary['line']}"]
+             if stopped else [f"harness: {summary['line']}"])
     blocking = [v for v in verdicts if v.get("blocks")]
     for v in blocking[:limit]:
         lines.append(plain(f"  {v['outcome']} {v['case_id']} {v['metric']}{_numbers(v)}: {v.get('reason', '')}"))
@@ -122,7 +125,10 @@ def closing_lines(doc: Mapping[str, Any], limit: int = 5, exitstatus: int | None
     if inconclusive:
         lines.append(f"  {len(inconclusive)} inconclusive gate{'s' if len(inconclusive) != 1 else ''} did not block "
                      "(on_inconclusive warn/pass): the data decide neither way, see the report")
-    if exitstatus is not None and int(exitstatus) != 0:
+    if stopped and exitstatus is not None and int(exitstatus) == 4:
+        lines.append("harness: exit 4 because an input error stopped the run (STOPPED above): the gates it "
+                     "checked before are no verdict on the model")
+    elif exitstatus is not None and int(exitstatus) != 0:
         lines.append(_exit_line(int(exitstatus), blocking))
     return lines
 
