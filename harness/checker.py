@@ -48,6 +48,11 @@ class CaseChecker:
             outputs = self.node.config.stash.get(OUTPUTS_KEY, None)
             if outputs is not None:   # the closing lines say the run stopped, not PASSED/BLOCKED
                 outputs.stopped = str(exc)
+            if getattr(self.node.config, "workerinput", None) is not None:
+                # a pytest-xdist worker cannot exit mid-test (the controller reports a crash): fail this
+                # test, stop the worker's loop, and let the controller exit 4 with the message
+                self.node.session.shouldstop = f"harness: {exc}"
+                raise pytest.fail.Exception(f"harness: {exc}", pytrace=False) from None
             raise pytest.exit.Exception(f"harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR) from None
 
     def conclude(self, verdicts: Sequence[Verdict]) -> list[Verdict]:

@@ -182,14 +182,16 @@ class _XdistHooks:
     def __init__(self, hs: HarnessSession) -> None:
         self.hs = hs
         self.worker_docs: list[dict[str, Any]] = []
+        self.stopped: str | None = None   # a worker's input error that stopped it
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         import json
 
-        payload = getattr(node, "workeroutput", {}).get("harness")
-        if payload:
-            self.worker_docs.append(json.loads(payload))
+        output = getattr(node, "workeroutput", {})
+        if output.get("harness"):
+            self.worker_docs.append(json.loads(output["harness"]))
+        self.stopped = self.stopped or output.get("harness_stopped")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -204,6 +206,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         if hs.has_results():
             workeroutput["harness"] = json.dumps(hs.document())
+        workeroutput["harness_stopped"] = config.stash[OUTPUTS_KEY].stopped
         hs.close()
         return
     xdist_hooks = config.pluginmanager.get_plugin("harness-xdist")
@@ -213,6 +216,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     outputs = config.stash[OUTPUTS_KEY]
     outputs.document = doc
+    if xdist_hooks is not None and xdist_hooks.stopped:   # a worker stopped on an input error: exit 4
+        outputs.stopped = xdist_hooks.stopped
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     _junit_run_properties(config, doc)
     o = config.option
     written, failed = [], []
@@ -273,7 +279,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.write_line(line)
     for line in outputs.failed:
         tr.write_line(f"ERROR: {line}", red=True, bold=True)
-    status = int(pytest.ExitCode.INTERNAL_ERROR) if outputs.failed else int(exitstatus)
+    status = int(pytest.ExitCode.INTERNAL_ERROR) if outputs.failed else \
+        int(pytest.ExitCode.USAGE_ERROR) if outputs.stopped else int(exitstatus)
     lines = closing_lines(doc, exitstatus=status, stopped=outputs.stopped)
     for i, line in enumerate(lines):
         verdict, exiting = i == 0, line.startswith("harness: exit")

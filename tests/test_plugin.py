@@ -274,9 +274,11 @@ def test_corrupt_model_weights_stop_with_exit_4(pytester, tiny_model_dir, tmp_pa
 
 
 
-def test_an_input_error_part_way_says_stopped_not_passed(pytester, tiny_model_dir):
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_an_input_error_part_way_says_stopped_not_passed(pytester, tiny_model_dir, xdist):
     """The prompt gates ran and passed, then a category gate names an unknown statistic: the
-    closing lines say the run STOPPED (exit 4), not "PASSED" with an unrelated exit reason."""
+    closing lines say the run STOPPED (exit 4), not "PASSED" with an unrelated exit reason; under
+    pytest-xdist too (a worker cannot exit mid-test: it was an INTERNALERROR crash, exit 3)."""
     suite = """\
 suite: s
 kind: values
@@ -291,8 +293,9 @@ categories:
   - {id: a, prompts: [{id: p, text: hi}, {id: q, text: hello}]}
 """
     _project(pytester, suite)
-    result = _run(pytester, tiny_model_dir)
+    result = _run(pytester, tiny_model_dir, *xdist)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["harness: STOPPED: gate metric 'toxicity.expectd_max' is not a category-level "
                                  "statistic;*(did you mean 'expected_max'?)*",
                                  "  gates checked before it stopped: PASSED: 2 gates passed",
