@@ -276,7 +276,7 @@ def test_corrupt_model_weights_stop_with_exit_4(pytester, tiny_model_dir, tmp_pa
 
 @pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_an_input_error_part_way_says_stopped_not_passed(pytester, tiny_model_dir, xdist):
-    """The prompt gates ran and passed, then a category gate names an unknown statistic: the
+    """The prompt gates ran and passed, then a category gate names a label the scorer lacks: the
     closing lines say the run STOPPED (exit 4), not "PASSED" with an unrelated exit reason; under
     pytest-xdist too (a worker cannot exit mid-test: it was an INTERNALERROR crash, exit 3)."""
     suite = """\
@@ -288,7 +288,7 @@ gates:
   prompt:
     - {metric: toxicity.max, max: 1.0}
   category:
-    - {metric: toxicity.expectd_max, max: 0.5}
+    - {metric: toxicty.expected_max, max: 0.5}
 categories:
   - {id: a, prompts: [{id: p, text: hi}, {id: q, text: hello}]}
 """
@@ -296,8 +296,8 @@ categories:
     result = _run(pytester, tiny_model_dir, *xdist)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
-    result.stdout.fnmatch_lines(["harness: STOPPED: gate metric 'toxicity.expectd_max' is not a category-level "
-                                 "statistic;*(did you mean 'expected_max'?)*",
+    result.stdout.fnmatch_lines(["harness: STOPPED: gate metric 'toxicty.expected_max': the scorer has no label "
+                                 "'toxicty';*(did you mean 'toxicity'?)*",
                                  "  gates checked before it stopped: PASSED: 2 gates passed",
                                  "harness: exit 4 because an input error stopped the run*"])
     assert "harness: PASSED" not in result.stdout.str()

@@ -55,7 +55,9 @@ class ValuesKind(SuiteKind):
     toxicity_metrics = True
 
     def prepare(self, suite: Suite, options: Any) -> Suite:
-        return materialise(suite, getattr(options, "subset", None))
+        suite = materialise(suite, getattr(options, "subset", None))
+        check_bound_metrics(suite)
+        return suite
 
     def cases(self, suite: Suite, fixture: str, options: Any) -> list[Any]:
         if fixture == "prompt_case":
@@ -144,6 +146,30 @@ def adherence(session: Any, case: AdherenceCase) -> list[Verdict]:
 
 
 # ---- where the prompts come from ------------------------------------------------------------------
+def check_bound_metrics(suite: Suite) -> None:
+    """At collection, not after generation: each ``gates.prompt`` / ``gates.category`` metric is
+    ``<label>.<statistic>`` with a statistic of its level (the label is the scorer's: checked when it runs).
+
+    >>> from harness.suites.specs import Gate
+    >>> s = Suite("s", "1", "values", "s.yaml", gates={"category": (Gate("toxicity.expectd_max", max=0.5),)},
+    ...           categories=(Category("a", "a", "", (PromptCase("s", "a", "p", "t"), PromptCase("s", "a", "q", "u")), "s"),))
+    >>> check_bound_metrics(s)
+    Traceback (most recent call last):
+    harness.errors.SpecError: s.yaml: gates.category: metric 'toxicity.expectd_max' is not a category-level statistic; valid: expected_max, mean, probability, toxic_fraction (did you mean 'expected_max'?). Fix: use one of those after 'toxicity.'.
+    """
+    from harness.measure.metrics import GROUP_STATS, PROMPT_STATS
+
+    single = any(len(c.prompts) == 1 for c in suite.categories)   # a one-prompt category: prompt stats too
+    for level, stats in (("prompt", (*PROMPT_STATS, *GROUP_STATS)),
+                         ("category", (*GROUP_STATS, *(PROMPT_STATS if single else ())))):
+        for gate in suite.gates_for(level):
+            label, _, stat = gate.metric.rpartition(".")
+            if not label or stat not in stats:
+                raise SpecError(f"{suite.path}: gates.{level}: metric '{gate.metric}' is not a {level}-level statistic; "
+                                f"{did_you_mean(stat, sorted(set(stats)))}. Fix: use one of those after "
+                                f"'{label or 'toxicity'}.'.")
+
+
 def materialise(suite: Suite, subset_size: int | None = None) -> Suite:
     """The suite with its prompts: a packaged dataset's or a base suite's as categories, ``--subset`` applied."""
     if "dataset" in suite.extra:
