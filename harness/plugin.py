@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from harness.checker import CaseChecker, HarnessPowerWarning  # noqa: F401  (re-
 from harness.errors import HarnessError
 from harness.options import add_options, run_options
 from harness.run.session import HarnessSession
-from harness.stash import OUTPUTS_KEY, SESSION_KEY, SUITES_KEY, RunOutputs
+from harness.stash import OUTPUTS_KEY, REQUESTED_KEY, SESSION_KEY, SUITES_KEY, RunOutputs
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(hs), "harness-xdist")
     config.stash[SUITES_KEY] = {}
+    config.stash[REQUESTED_KEY] = {}
     config.stash[OUTPUTS_KEY] = RunOutputs()
     if config.pluginmanager.hasplugin("html") and importlib.util.find_spec("harness.html_plugin"):
         from harness import html_plugin
@@ -115,8 +117,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, [pytest.param(c, id=c.case_id) for c in cases])
         else:
             metafunc.parametrize(name, [pytest.param(None, marks=pytest.mark.skip(reason=skip.reason), id=skip.id)])
+    requested = config.stash[REQUESTED_KEY]
     for s in suites:
         hs.suites.setdefault(s.id, s)
+        requested.setdefault(s.id, set()).update(wanted)
+
+
+class HarnessCoverageWarning(UserWarning):
+    """A selected suite has gates but no test requests a case fixture of its kind: nothing judges it."""
+
+
+def _warn_unjudged(config: pytest.Config) -> None:
+    """Warn about suites of the selected folders whose kind's cases no test function asks for."""
+    from harness import kinds
+
+    requested = config.stash[REQUESTED_KEY]
+    seen = {s.id: s for found in config.stash[SUITES_KEY].values() if isinstance(found, list) for s in found}
+    for sid, suite in sorted(seen.items()):
+        kind = kinds.find(suite.kind)
+        if kind is None or not suite.gates or set(kind.fixtures) & requested.get(sid, set()):
+            continue
+        wanted = " or ".join(kind.fixtures)
+        warnings.warn(HarnessCoverageWarning(
+            f"harness: suite {sid} ({suite.path}, kind {suite.kind}) has gates, but no test requests {wanted}, so "
+            f"nothing checks them. Fix: add a test such as `def test_{kind.fixtures[0].removesuffix('_case')}"
+            f"({kind.fixtures[0]}, harness): harness.check({kind.fixtures[0]})` (the shipped benchmarks/test_*.py "
+            "have one per kind), or move the suite out of the folder."), stacklevel=1)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -126,6 +152,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from harness import kinds
 
     hs = _session(session.config)
+    _warn_unjudged(session.config)
     names = kinds.fixtures()
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})

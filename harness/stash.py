@@ -11,6 +11,7 @@ from harness.run.session import HarnessSession
 
 SESSION_KEY = pytest.StashKey[HarnessSession]()   # the one session object, built in pytest_configure
 SUITES_KEY = pytest.StashKey[dict]()               # prepared suites per --suite selection (collection)
+REQUESTED_KEY = pytest.StashKey[dict]()            # suite id -> the case fixtures tests request with it
 
 
 @dataclass

@@ -301,3 +301,17 @@ categories:
                                  "  gates checked before it stopped: PASSED: 2 gates passed",
                                  "harness: exit 4 because an input error stopped the run*"])
     assert "harness: PASSED" not in result.stdout.str()
+
+
+def test_a_suite_no_test_judges_is_named_in_a_warning(pytester, tiny_model_dir):
+    """Only test_values.py copied, but a co-occurrence suite sits in suites/: its gates would never
+    run, and the run says so (a warning naming the suite, the fixture and the fix); -k does not count."""
+    _project(pytester)
+    shutil.copy(ROOT / "benchmarks" / "suites" / "cooccurrence.yaml", pytester.path / "suites" / "cooccurrence.yaml")
+    result = _run(pytester, tiny_model_dir, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*HarnessCoverageWarning: harness: suite cooccurrence (*cooccurrence.yaml, kind "
+                                 "cooccurrence) has gates, but no test requests analysis_case, so nothing checks "
+                                 "them. Fix: add a test such as `def test_analysis(analysis_case, harness)*"])
+    shutil.copy(ROOT / "benchmarks" / "test_bias.py", pytester.path / "test_bias.py")
+    judged = _run(pytester, tiny_model_dir, "--collect-only", "-q", "-k", "cat-a")
+    assert "HarnessCoverageWarning" not in judged.stdout.str()
