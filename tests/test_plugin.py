@@ -312,6 +312,7 @@ def test_a_suite_no_test_judges_is_named_in_a_warning(pytester, tiny_model_dir):
     result.stdout.fnmatch_lines(["*HarnessCoverageWarning: harness: suite cooccurrence (*cooccurrence.yaml, kind "
                                  "cooccurrence) has gates, but no test requests analysis_case, so nothing checks "
                                  "them. Fix: add a test such as `def test_analysis(analysis_case, harness)*"])
-    shutil.copy(ROOT / "benchmarks" / "test_bias.py", pytester.path / "test_bias.py")
+    # another basename: tests/test_bias.py is already imported as "test_bias" in this process
+    shutil.copy(ROOT / "benchmarks" / "test_bias.py", pytester.path / "test_judge_analysis.py")
     judged = _run(pytester, tiny_model_dir, "--collect-only", "-q", "-k", "cat-a")
-    assert "HarnessCoverageWarning" not in judged.stdout.str()
+    assert judged.ret == 0 and "HarnessCoverageWarning" not in judged.stdout.str()
