@@ -41,15 +41,26 @@ class GateResult:
         return f"{self.metric} = {self.value:.4g} (bound {self.gate.describe()}, k={self.k}, n={self.n}) {verdict}"
 
 
-def _split(metric: str, labels: set[str], stats: Sequence[str], level: str) -> tuple[str, str]:
+def check_statistic(metric: str, stats: Sequence[str], level: str) -> tuple[str, str]:
+    """``<label>.<statistic>`` split, the statistic one of ``stats`` (the label is the scorer's to check).
+
+    >>> check_statistic("toxicity.expectd_max", metrics.GROUP_STATS, "category")
+    Traceback (most recent call last):
+    harness.errors.HarnessError: gate metric 'toxicity.expectd_max' is not a category-level statistic; valid: expected_max, mean, probability, toxic_fraction (did you mean 'expected_max'?). Fix: use one of those after 'toxicity.'.
+    """
     label, _, stat = metric.rpartition(".")
+    if not label or stat not in stats:
+        raise HarnessError(f"gate metric '{metric}' is not a {level}-level statistic; "
+                           f"{did_you_mean(stat, stats)}. Fix: use one of those after '{label or 'toxicity'}.'.")
+    return label, stat
+
+
+def _split(metric: str, labels: set[str], stats: Sequence[str], level: str) -> tuple[str, str]:
+    label, _, _ = metric.rpartition(".")
     if label not in labels:
         raise HarnessError(f"gate metric '{metric}': the scorer has no label '{label}'; "
                            f"{did_you_mean(label, labels)}. Fix: change the gate in the suite or the scorer.")
-    if stat not in stats:
-        raise HarnessError(f"gate metric '{metric}' is not a {level}-level statistic; "
-                           f"{did_you_mean(stat, stats)}. Fix: use one of those after '{label}.'.")
-    return label, stat
+    return check_statistic(metric, stats, level)
 
 
 def evaluate_gate(gate: Gate, by_prompt: Mapping[str, Sequence[Mapping[str, Any]]]) -> GateResult:

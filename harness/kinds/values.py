@@ -155,19 +155,19 @@ def check_bound_metrics(suite: Suite) -> None:
     ...           categories=(Category("a", "a", "", (PromptCase("s", "a", "p", "t"), PromptCase("s", "a", "q", "u")), "s"),))
     >>> check_bound_metrics(s)
     Traceback (most recent call last):
-    harness.errors.SpecError: s.yaml: gates.category: metric 'toxicity.expectd_max' is not a category-level statistic; valid: expected_max, mean, probability, toxic_fraction (did you mean 'expected_max'?). Fix: use one of those after 'toxicity.'.
+    harness.errors.SpecError: s.yaml: gates.category: gate metric 'toxicity.expectd_max' is not a category-level statistic; valid: expected_max, mean, probability, toxic_fraction (did you mean 'expected_max'?). Fix: use one of those after 'toxicity.'.
     """
+    from harness.gate.bounds import check_statistic
     from harness.measure.metrics import GROUP_STATS, PROMPT_STATS
 
     single = any(len(c.prompts) == 1 for c in suite.categories)   # a one-prompt category: prompt stats too
     for level, stats in (("prompt", (*PROMPT_STATS, *GROUP_STATS)),
                          ("category", (*GROUP_STATS, *(PROMPT_STATS if single else ())))):
         for gate in suite.gates_for(level):
-            label, _, stat = gate.metric.rpartition(".")
-            if not label or stat not in stats:
-                raise SpecError(f"{suite.path}: gates.{level}: metric '{gate.metric}' is not a {level}-level statistic; "
-                                f"{did_you_mean(stat, sorted(set(stats)))}. Fix: use one of those after "
-                                f"'{label or 'toxicity'}.'.")
+            try:
+                check_statistic(gate.metric, sorted(set(stats)), level)
+            except HarnessError as exc:
+                raise SpecError(f"{suite.path}: gates.{level}: {exc}") from None
 
 
 def materialise(suite: Suite, subset_size: int | None = None) -> Suite:
